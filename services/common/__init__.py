@@ -1,0 +1,1 @@
+"""Pieces both services use: the Chroma store and model loading. No routes live here."""

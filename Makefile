@@ -1,0 +1,76 @@
+# The documented entry points. README, CI (.ci/run), compose and the local launcher call these
+# targets or the same commands. Every target installs what is missing into .venv first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+export PYTHONPATH := $(CURDIR):$(CURDIR)/shared
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export WANDB_MODE ?= offline
+
+DATA ?= ../shared/data
+WEIGHTS_DIR ?= weights
+# Demo corpus for `make run`: empty = Python's own language reference topics (pydoc_data).
+CORPUS ?=
+
+.PHONY: help install run test test-slow lint train eval eval-served reindex bench up down compose-check k8s-check clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt requirements-train.txt requirements-dev.txt shared/pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (set PYTHON=...)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps -e shared
+	touch $@
+
+install: $(VENV)/.installed ## Create .venv with every pinned dependency
+
+run: install ## Local stack: Chroma + ingest (8001) + query (8000), demo corpus loaded; Ctrl-C stops all
+	$(PY) -m deploy.local.stack --corpus "$(CORPUS)"
+
+test: install ## Fast test suite (starts its own Chroma server)
+	$(PY) -m pytest
+
+test-slow: install ## Slow tests too (full corpora, training runs)
+	$(PY) -m pytest -m slow
+
+lint: install ## ruff + mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy shared/twotower services
+
+train: install ## Train on SciFact train qrels and publish a version to $(WEIGHTS_DIR)
+	$(PY) -m training.train --data $(DATA)/scifact --weights-dir $(WEIGHTS_DIR) $(ARGS)
+
+eval: install ## nDCG@10 / Recall@100 / MRR@10 of LATEST, the base model and BM25 on a BEIR folder
+	$(PY) -m training.evaluate --data $(DATA)/scifact --split test --weights-dir $(WEIGHTS_DIR) $(ARGS)
+
+eval-served: install ## The same metrics measured through the running services' HTTP APIs
+	$(PY) -m training.eval_served --data $(DATA)/scifact --split test $(ARGS)
+
+reindex: install ## Re-embed one version's collection into the current version's collection
+	$(PY) -m training.reindex --weights-dir $(WEIGHTS_DIR) $(ARGS)
+
+bench: install ## Benchmarks recorded in docs/benchmarks.md
+	$(PY) -m training.bench $(ARGS)
+
+up: ## docker compose up (creates .env from .env.example with a fresh ingest API key if missing)
+	./deploy/compose-up.sh
+
+down: ## docker compose down
+	docker compose down
+
+compose-check: ## Validate docker-compose.yml (needs docker-compose or docker compose)
+	./deploy/check-compose.sh
+
+k8s-check: install ## Validate deploy/k8s manifests offline
+	$(PY) -m deploy.k8s.validate
+
+clean: ## Remove the venv and local data (./data, ./weights)
+	rm -rf $(VENV) data weights

@@ -58,7 +58,7 @@ reindex: install ## Re-embed one version's collection into the current version's
 	$(PY) -m training.reindex --weights-dir $(WEIGHTS_DIR) $(ARGS)
 
 bench: install ## Benchmarks recorded in docs/benchmarks.md
-	$(PY) -m training.bench $(ARGS)
+	$(PY) -m bench $(ARGS)
 
 up: ## docker compose up (creates .env from .env.example with a fresh ingest API key if missing)
 	./deploy/compose-up.sh

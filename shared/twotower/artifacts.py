@@ -50,7 +50,9 @@ def _tensors(model: DualTowerWithFC) -> dict[str, torch.Tensor]:
 
 def _version_of(config: dict[str, Any], backbone_trained: bool, tensors: dict[str, torch.Tensor]) -> str:
     digest = hashlib.sha256()
-    digest.update(json.dumps({"model": config, "backbone_trained": backbone_trained}, sort_keys=True).encode())
+    digest.update(
+        json.dumps({"model": config, "backbone_trained": backbone_trained}, sort_keys=True).encode()
+    )
     for name in sorted(tensors):
         tensor = tensors[name]
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
@@ -131,7 +133,9 @@ def load(directory: str | Path, device: str | None = None) -> DualTowerWithFC:
         raise ArtifactError(f"{weights_path} does not match {CONFIG_FILE}: {'; '.join(problems)}")
 
     for prefix, module in (("query_head.", model.query_head), ("doc_head.", model.doc_head)):
-        module.load_state_dict({k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)})
+        module.load_state_dict(
+            {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
+        )
     if model.backbone_trained:
         model.backbone.load_state_dict(
             {k.removeprefix("backbone."): v for k, v in tensors.items() if k.startswith("backbone.")}
@@ -183,7 +187,9 @@ def latest_version(root: str | Path) -> str | None:
     return version or None
 
 
-def load_published(root: str | Path, version: str | None = None, device: str | None = None) -> DualTowerWithFC:
+def load_published(
+    root: str | Path, version: str | None = None, device: str | None = None
+) -> DualTowerWithFC:
     """Load `root/<version>` (default: the one LATEST points at)."""
     version = version or latest_version(root)
     if version is None:

@@ -23,9 +23,7 @@ def resolve_base_model(name: str) -> str:
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            raise ValueError(
-                f"base model {name!r}: package {module_name!r} is not installed"
-            ) from exc
+            raise ValueError(f"base model {name!r}: package {module_name!r} is not installed") from exc
         return str(module.get_model_path())
     return name
 

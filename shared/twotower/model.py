@@ -114,9 +114,7 @@ class DualTowerWithFC(nn.Module):
         """Document tower: texts -> float32 array (n, embedding_dim), unit length."""
         return self._encode(texts, self.doc_head, batch_size, progress)
 
-    def _encode(
-        self, texts: Sequence[str], head: TowerHead, batch_size: int, progress: bool
-    ) -> np.ndarray:
+    def _encode(self, texts: Sequence[str], head: TowerHead, batch_size: int, progress: bool) -> np.ndarray:
         if len(texts) == 0:
             return np.zeros((0, self.config.embedding_dim), dtype=np.float32)
         self.eval()

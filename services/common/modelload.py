@@ -22,7 +22,9 @@ def load_serving_model(
     if version or latest_version(weights_dir):
         model = load_published(weights_dir, version, device=device)
     else:
-        log.warning("nothing published under %s: serving the untrained base model %s", weights_dir, base_model)
+        log.warning(
+            "nothing published under %s: serving the untrained base model %s", weights_dir, base_model
+        )
         model = DualTowerWithFC(ModelConfig(base_model=base_model), device=device)
     resolved = model_version(model)
     log.info("serving model version %s", resolved)

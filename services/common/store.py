@@ -30,15 +30,15 @@ TITLE_KEY = "_title"
 MetadataValue = str | int | float | bool
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailable(Exception):  # noqa: N818 - named for what clients see
     """The Chroma server cannot be reached or failed: a 503 for clients."""
 
 
-class CollectionMissing(Exception):
+class CollectionMissing(Exception):  # noqa: N818
     """The collection for this model version does not exist (nothing ingested yet)."""
 
 
-class InvalidFilter(ValueError):
+class InvalidFilter(ValueError):  # noqa: N818
     """Chroma rejected a `where` filter: the client's fault, a 422."""
 
 

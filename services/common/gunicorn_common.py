@@ -1,0 +1,50 @@
+"""Settings both services' `gunicorn.conf.py` share: uvicorn workers, generous timeouts, logs on stdout."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.common.settings import ServiceSettings
+
+# uvicorn's own `uvicorn.workers` module is deprecated in favour of the `uvicorn-worker` package.
+WORKER_CLASS = "uvicorn_worker.UvicornWorker"
+
+
+def logconfig(level: str) -> dict[str, Any]:
+    """Everything (gunicorn, uvicorn, the app's own loggers) to stdout in one format."""
+    handler = {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stdout"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"}},
+        "handlers": {"stdout": handler},
+        "root": {"level": level.upper(), "handlers": ["stdout"]},
+        "loggers": {
+            # The uvicorn worker copies these two loggers' handlers onto uvicorn's own loggers
+            # (and stops them propagating), so they need their own handler.
+            "gunicorn.error": {"level": level.upper(), "handlers": ["stdout"], "propagate": False},
+            "gunicorn.access": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
+            # One line per Chroma request is noise; failures surface as our own errors.
+            "httpx": {"level": "WARNING"},
+            "httpcore": {"level": "WARNING"},
+        },
+    }
+
+
+def gunicorn_options(settings: ServiceSettings) -> dict[str, Any]:
+    return {
+        "bind": f"{settings.host}:{settings.port}",
+        "workers": settings.workers,
+        "worker_class": WORKER_CLASS,
+        # Each worker loads the model in its lifespan before it serves; on a slow CPU that can take a
+        # while, and a long ingest request must not get its worker killed.
+        "timeout": 300,
+        "graceful_timeout": 30,
+        "keepalive": 5,
+        # gunicorn's control socket defaults to one path per user ($HOME/.gunicorn/gunicorn.ctl):
+        # the query and ingestion servers on one host would fight over it, and we do not use it.
+        "control_socket_disable": True,
+        "accesslog": "-",
+        "loglevel": settings.log_level,
+        "logconfig_dict": logconfig(settings.log_level),
+    }

@@ -1,0 +1,1 @@
+"""Ingestion service: embeds documents with the document tower and upserts them into Chroma."""

@@ -1,0 +1,26 @@
+"""Ingestion settings, from `INGEST_*` environment variables (see the README's settings table)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from services.common.settings import ServiceSettings
+
+# A hard ceiling the schema enforces whatever the setting says, so a huge body is refused early.
+MAX_DOCUMENTS_CEILING = 10_000
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="INGEST_")
+
+    port: int = Field(default=8001, ge=1, le=65535, description="Port gunicorn binds")
+    max_documents_per_request: int = Field(default=1000, ge=1, le=MAX_DOCUMENTS_CEILING)
+    api_key: SecretStr | None = Field(
+        default=None, description="When set, POST and DELETE need it in the X-API-Key header (401 otherwise)"
+    )
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value

@@ -1,0 +1,55 @@
+"""The ingestion app: `create_app()` builds it; gunicorn serves it (see gunicorn.conf.py)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from services.common.errors import register_store_errors
+from services.common.state import ServiceState, open_state
+from services.ingest.config import Settings
+from services.ingest.indexer import DocumentNotFoundError
+from services.ingest.routes import documents, health, stats
+
+DESCRIPTION = """
+Posts documents into the semantic search index. Each document is embedded with the **document
+tower** of the served model version and stored, with its text, title and metadata, in that
+version's Chroma collection (`<prefix>-<model version>`), where the query service finds it.
+
+* `POST /documents` upserts up to `INGEST_MAX_DOCUMENTS_PER_REQUEST` documents (default 1,000) and
+  answers only after Chroma stored them; re-posting an id replaces it.
+* When `INGEST_API_KEY` is set, `POST` and `DELETE` need the `X-API-Key` header.
+* Chroma unreachable → **503** with the reason, and nothing is acknowledged.
+"""
+
+
+async def _not_found(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(status_code=404, content={"detail": str(exc)})
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, ServiceState[Settings]]]:
+        state = open_state(settings)
+        try:
+            yield {"service": state}
+        finally:
+            state.release()
+
+    app = FastAPI(
+        title="Two-tower search: ingestion API",
+        description=DESCRIPTION,
+        version="1.0.0",
+        lifespan=lifespan,
+    )
+    register_store_errors(app)
+    app.add_exception_handler(DocumentNotFoundError, _not_found)
+    app.include_router(health.router)
+    app.include_router(documents.router)
+    app.include_router(stats.router)
+    return app

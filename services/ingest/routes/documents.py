@@ -1,0 +1,75 @@
+"""POST /documents, GET /documents/{id}, DELETE /documents/{id}."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+from fastapi.exceptions import RequestValidationError
+
+from services.common.errors import STORE_RESPONSES
+from services.ingest.deps import StateDep, WriteAccess
+from services.ingest.indexer import delete_document, fetch_document, index_documents
+from services.ingest.schemas import (
+    MAX_ID_CHARS,
+    DeleteResponse,
+    DocumentOut,
+    IngestRequest,
+    IngestResponse,
+)
+
+router = APIRouter(prefix="/documents", tags=["documents"])
+
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {
+        "description": "No document with this id",
+        "content": {
+            "application/json": {"example": {"detail": "no document with id 'faq-1' in docs-3f2a9c1b"}}
+        },
+    }
+}
+_UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: {"description": "INGEST_API_KEY is set and X-API-Key is missing or wrong"}
+}
+# `:path` so that ids containing "/" work too.
+DocIdPath = Annotated[str, Path(min_length=1, max_length=MAX_ID_CHARS, description="Document id")]
+
+
+@router.post(
+    "",
+    dependencies=[WriteAccess],
+    responses={**_UNAUTHORIZED, **STORE_RESPONSES},
+    summary="Embed and store documents (upsert)",
+)
+def upsert_documents(body: IngestRequest, state: StateDep) -> IngestResponse:
+    """Embeds each document (title and text) with the document tower and upserts it into this model
+    version's collection. Answers only after Chroma confirmed every document; posting an id again
+    replaces it, so retrying a failed request is safe."""
+    limit = state.settings.max_documents_per_request
+    if len(body.documents) > limit:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "too_long",
+                    "loc": ("body", "documents"),
+                    "msg": f"at most {limit} documents per request, got {len(body.documents)}",
+                    "input": None,
+                }
+            ]
+        )
+    return index_documents(state, body.documents)
+
+
+@router.get("/{doc_id:path}", responses={**_NOT_FOUND, **STORE_RESPONSES}, summary="Read one document")
+def get_document(doc_id: DocIdPath, state: StateDep) -> DocumentOut:
+    return fetch_document(state, doc_id)
+
+
+@router.delete(
+    "/{doc_id:path}",
+    dependencies=[WriteAccess],
+    responses={**_NOT_FOUND, **_UNAUTHORIZED, **STORE_RESPONSES},
+    summary="Delete one document",
+)
+def remove_document(doc_id: DocIdPath, state: StateDep) -> DeleteResponse:
+    return delete_document(state, doc_id)

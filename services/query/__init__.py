@@ -1,0 +1,1 @@
+"""Query service: embeds a query with the query tower and searches this model version's collection."""

@@ -1,0 +1,32 @@
+"""Query settings, from `QUERY_*` environment variables (see the README's settings table)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from services.common.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="QUERY_")
+
+    port: int = Field(default=8000, ge=1, le=65535, description="Port gunicorn binds")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default=["*"],
+        description='Origins allowed to call the API from a browser: "*", a comma-separated list, or JSON',
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        # QUERY_CORS_ORIGINS="https://a.example,https://b.example" or '["https://a.example"]'.
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [o.strip() for o in text.split(",") if o.strip()]
+        return value

@@ -1,0 +1,65 @@
+"""The query app: `create_app()` builds it; gunicorn serves it (see gunicorn.conf.py)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+
+from services.common.errors import register_store_errors, unavailable
+from services.common.state import ServiceState, open_state
+from services.common.store import CollectionMissing
+from services.query.config import Settings
+from services.query.deps import get_state
+from services.query.routes import health, search
+from services.query.search import not_indexed
+
+DESCRIPTION = """
+Semantic search over the documents posted to the ingestion API. A query is embedded with the
+**query tower** of the served model version and matched, by cosine distance, against the documents
+that the same model version's **document tower** embedded (one Chroma collection per version, so
+versions never mix).
+
+* `POST /search` → the `k` nearest documents, nearest first, with `distance` and `score` = 1 − distance.
+* **503** when Chroma is unreachable, or when nothing has been indexed yet for this model version
+  (the collection does not exist): the service cannot answer, rather than answering "no results".
+  An existing but empty collection answers 200 with no results.
+* `GET /readyz` reports the same conditions, so a load balancer only routes to a replica that can answer.
+"""
+
+
+async def _collection_missing(request: Request, exc: Exception) -> JSONResponse:
+    return unavailable(not_indexed(get_state(request)))
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, ServiceState[Settings]]]:
+        state = open_state(settings)
+        try:
+            yield {"service": state}
+        finally:
+            state.release()
+
+    app = FastAPI(
+        title="Two-tower search: query API",
+        description=DESCRIPTION,
+        version="1.0.0",
+        lifespan=lifespan,
+    )
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["*"],
+    )
+    register_store_errors(app)
+    app.add_exception_handler(CollectionMissing, _collection_missing)
+    app.include_router(health.router)
+    app.include_router(search.router)
+    return app

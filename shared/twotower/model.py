@@ -75,7 +75,8 @@ class DualTowerWithFC(nn.Module):
     def backbone_forward(self, texts: Sequence[str]) -> torch.Tensor:
         """Unit-length backbone embeddings with gradients (for fine-tuning the backbone)."""
         features = self.backbone.preprocess(list(texts))
-        features = {k: v.to(self.device_name) for k, v in features.items()}
+        # sentence-transformers 6 also puts non-tensor entries (e.g. "modality") in the features.
+        features = {k: v.to(self.device_name) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
         return F.normalize(self.backbone(features)["sentence_embedding"], dim=-1)
 
     @torch.inference_mode()

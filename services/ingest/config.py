@@ -6,9 +6,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServiceSettings
-
-# A hard ceiling the schema enforces whatever the setting says, so a huge body is refused early.
-MAX_DOCUMENTS_CEILING = 10_000
+from services.ingest.limits import MAX_DOCUMENTS_CEILING
 
 
 class Settings(ServiceSettings):

@@ -7,16 +7,16 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from services.common.store import RESERVED_PREFIX, MetadataValue
-from services.ingest.config import MAX_DOCUMENTS_CEILING
-
-MAX_ID_CHARS = 512
-MAX_TEXT_CHARS = 100_000
-MAX_TITLE_CHARS = 1_000
-MAX_METADATA_KEYS = 64
-MAX_METADATA_KEY_CHARS = 128
-# Chroma reserves keys with this prefix (e.g. "chroma:document").
-CHROMA_RESERVED_PREFIX = "chroma:"
+from services.common.store import MetadataValue
+from services.ingest.limits import (
+    MAX_DOCUMENTS_CEILING,
+    MAX_ID_CHARS,
+    MAX_METADATA_KEY_CHARS,
+    MAX_METADATA_KEYS,
+    MAX_TEXT_CHARS,
+    MAX_TITLE_CHARS,
+    RESERVED_METADATA_PREFIXES,
+)
 
 
 def _not_blank(value: str) -> str:
@@ -39,11 +39,9 @@ def _flat_metadata(value: object) -> object:
             raise ValueError(f"metadata values must be a string, number or boolean; {key!r} is {kind}")
         if not isinstance(key, str) or not key or len(key) > MAX_METADATA_KEY_CHARS:
             raise ValueError(f"metadata keys must have 1 to {MAX_METADATA_KEY_CHARS} characters, got {key!r}")
-        if key.startswith((RESERVED_PREFIX, CHROMA_RESERVED_PREFIX)):
-            raise ValueError(
-                f"metadata key {key!r} is reserved: keys may not start with "
-                f"{RESERVED_PREFIX!r} or {CHROMA_RESERVED_PREFIX!r}"
-            )
+        if key.startswith(RESERVED_METADATA_PREFIXES):
+            reserved = " or ".join(repr(p) for p in RESERVED_METADATA_PREFIXES)
+            raise ValueError(f"metadata key {key!r} is reserved: keys may not start with {reserved}")
     return value
 
 

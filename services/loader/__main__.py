@@ -1,0 +1,3 @@
+from services.loader.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,106 @@
+"""A small client of the ingestion API with the retry policy the loader needs.
+
+Connection errors, timeouts and 5xx answers are retried with exponential backoff (posting the
+same ids again is safe: the API upserts). 4xx answers are the request's fault and are not retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+
+class LoaderError(RuntimeError):
+    """The API refused a request (4xx), or kept failing after every retry."""
+
+
+def _reason(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail", response.text)
+    except ValueError:
+        detail = response.text
+    return f"HTTP {response.status_code}: {detail}"
+
+
+class IngestClient:
+    def __init__(
+        self,
+        url: str,
+        api_key: str | None = None,
+        *,
+        retries: int = 5,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 30.0,
+        timeout_s: float = 300.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        headers = {"X-API-Key": api_key} if api_key else {}
+        self.url = url.rstrip("/")
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s)
+        self.retries, self.backoff_s, self.max_backoff_s = retries, backoff_s, max_backoff_s
+        self.sleep = sleep
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> IngestClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        last = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                delay = min(self.backoff_s * 2 ** (attempt - 1), self.max_backoff_s)
+                log.warning(
+                    "%s %s failed (%s); retry %d/%d in %.1fs",
+                    method,
+                    path,
+                    last,
+                    attempt,
+                    self.retries,
+                    delay,
+                )
+                self.sleep(delay)
+            try:
+                response = self.http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+                continue
+            if response.status_code >= 500:
+                last = _reason(response)
+                continue
+            if response.status_code >= 400:
+                raise LoaderError(f"{method} {self.url}{path} was refused: {_reason(response)}")
+            body: dict[str, Any] = response.json()
+            return body
+        raise LoaderError(f"{method} {self.url}{path} failed after {self.retries + 1} attempts: {last}")
+
+    def stats(self) -> dict[str, Any]:
+        return self._request("GET", "/stats")
+
+    def post_documents(self, documents: list[dict[str, Any]]) -> dict[str, Any]:
+        return self._request("POST", "/documents", json={"documents": documents})
+
+    def wait_ready(self, seconds: float, poll_s: float = 1.0) -> None:
+        """Poll /readyz until it answers 200, for at most `seconds`."""
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                response = self.http.get("/readyz", timeout=10)
+                if response.status_code == 200:
+                    return
+                last = _reason(response)
+            except httpx.TransportError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            if time.monotonic() >= deadline:
+                raise LoaderError(f"{self.url} not ready after {seconds:g}s: {last}")
+            time.sleep(poll_s)

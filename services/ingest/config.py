@@ -20,5 +20,6 @@ class Settings(ServiceSettings):
 
     @field_validator("api_key", mode="before")
     @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
+    def _empty_key_is_unset(cls, value: object) -> object:
+        # (Not named like the base class's validator, which it would silently replace.)
         return None if isinstance(value, str) and not value.strip() else value

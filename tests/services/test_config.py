@@ -1,0 +1,57 @@
+"""Settings come from the environment with each service's prefix; gunicorn reads them too."""
+
+from __future__ import annotations
+
+import importlib
+import runpy
+
+import pytest
+
+import twotower
+from services.common.settings import PACKAGED_BASE_MODEL
+from services.common.store import RESERVED_PREFIX
+from services.ingest.config import Settings as IngestSettings
+from services.ingest.limits import RESERVED_METADATA_PREFIXES
+from services.query.config import Settings as QuerySettings
+from tests.conftest import ROOT
+
+
+def test_defaults_match_the_model_package_and_the_store() -> None:
+    assert PACKAGED_BASE_MODEL == twotower.PACKAGED_BASE_MODEL
+    assert RESERVED_PREFIX in RESERVED_METADATA_PREFIXES
+    ingest, query = IngestSettings(), QuerySettings()
+    assert (query.port, ingest.port) == (8000, 8001)
+    assert ingest.chroma_port == query.chroma_port == 8002
+    assert ingest.max_documents_per_request == 1000 and ingest.api_key is None
+    assert query.cors_origins == ["*"]
+
+
+def test_settings_read_their_own_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INGEST_CHROMA_HOST", "chroma")
+    monkeypatch.setenv("INGEST_API_KEY", "k")
+    monkeypatch.setenv("INGEST_MODEL_VERSION", "")  # empty = not pinned
+    monkeypatch.setenv("QUERY_CORS_ORIGINS", "https://a.example, https://b.example")
+    monkeypatch.setenv("QUERY_LOG_LEVEL", "WARNING")
+    ingest, query = IngestSettings(), QuerySettings()
+    assert ingest.chroma_host == "chroma" and query.chroma_host == "localhost"
+    assert ingest.api_key is not None and ingest.api_key.get_secret_value() == "k"
+    assert ingest.model_version is None
+    assert query.cors_origins == ["https://a.example", "https://b.example"]
+    assert query.log_level == "warning"
+    monkeypatch.setenv("QUERY_CORS_ORIGINS", '["https://c.example"]')
+    assert QuerySettings().cors_origins == ["https://c.example"]
+    monkeypatch.setenv("INGEST_API_KEY", "  ")
+    assert IngestSettings().api_key is None
+
+
+@pytest.mark.parametrize(("service", "prefix"), [("query", "QUERY_"), ("ingest", "INGEST_")])
+def test_gunicorn_config_binds_from_settings(
+    monkeypatch: pytest.MonkeyPatch, service: str, prefix: str
+) -> None:
+    monkeypatch.setenv(f"{prefix}PORT", "9123")
+    monkeypatch.setenv(f"{prefix}WORKERS", "3")
+    conf = runpy.run_path(str(ROOT / "services" / service / "gunicorn.conf.py"))
+    assert conf["bind"] == "0.0.0.0:9123" and conf["workers"] == 3
+    module, _, cls = conf["worker_class"].rpartition(".")
+    assert hasattr(importlib.import_module(module), cls)
+    assert conf["control_socket_disable"] is True

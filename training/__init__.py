@@ -1,0 +1,1 @@
+"""Training, evaluation, served evaluation and reindexing for the two-tower model."""

@@ -16,8 +16,8 @@ router = APIRouter(tags=["service"])
 
 
 def readiness_probes(state: ServiceState[Settings]) -> dict[str, Probe]:
-    """Model loaded, Chroma reachable, and documents indexed for this model version. More checks
-    (e.g. "collection complete") go here, in the order they should be reported."""
+    """Model loaded, Chroma reachable, documents indexed for this model version, and not a reindex
+    target still being filled. More checks go here, in the order they should be reported."""
 
     def collection() -> str:
         try:
@@ -26,7 +26,14 @@ def readiness_probes(state: ServiceState[Settings]) -> dict[str, Probe]:
             raise CheckFailedError(not_indexed(state)) from exc
         return f"{count} documents in {state.collection}"
 
-    return {**base_probes(state), "collection": collection}
+    def complete() -> str:
+        # A reindex into this version's collection that has not finished (see training/reindex.py).
+        reason = state.store.incomplete_reason(state.version)
+        if reason is not None:
+            raise CheckFailedError(reason)
+        return "complete"
+
+    return {**base_probes(state), "collection": collection, "complete": complete}
 
 
 @router.get("/", summary="What this service is")
@@ -41,7 +48,7 @@ def healthz() -> Liveness:
 
 @router.get(
     "/readyz",
-    summary="Readiness: model loaded, Chroma reachable, this model version's collection present",
+    summary="Readiness: model loaded, Chroma reachable, this model version's collection present and complete",
     responses={503: {"model": Readiness, "description": "Not ready; `detail` says why"}},
 )
 def readyz(state: StateDep, response: Response) -> Readiness:

@@ -206,3 +206,15 @@ def test_k8s_and_compose_declare_the_same_services() -> None:
     assert ("PersistentVolumeClaim", "weights") in kinds
     compose_volumes = set(yaml.safe_load((ROOT / "docker-compose.yml").read_text())["volumes"])
     assert compose_volumes == {"chroma-data", "weights", "runs"}
+
+
+def test_readme_commands_exist() -> None:
+    readme = (ROOT / "README.md").read_text()
+    targets = set(re.findall(r"^([a-z0-9-]+):", (ROOT / "Makefile").read_text(), re.MULTILINE))
+    used = set(re.findall(r"\bmake ([a-z0-9-]+)", readme))
+    assert used and used <= targets, used - targets
+    for module in set(re.findall(r"python -m ([a-z_.]+)", readme)):
+        path = ROOT / module.replace(".", "/")
+        assert path.with_suffix(".py").is_file() or (path / "__main__.py").is_file(), module
+    for path in re.findall(r"`((?:deploy|services|shared|training|tests)/[\w./-]+)`", readme):
+        assert (ROOT / path).exists(), path

@@ -9,8 +9,12 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+
+import torch
 
 from services.common.modelload import load_serving_model
 from services.common.settings import ServiceSettings
@@ -49,13 +53,8 @@ class ServiceState(Generic[S]):
     def release(self) -> None:
         self._model = None
         gc.collect()
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:  # pragma: no cover - torch is a dependency of the model package
-            pass
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 def open_state(settings: S) -> ServiceState[S]:
@@ -69,3 +68,18 @@ def open_state(settings: S) -> ServiceState[S]:
         "model %s loaded; Chroma at %s, collection %s", version, store.address, store.collection_name(version)
     )
     return ServiceState(settings=settings, version=version, store=store, _model=model)
+
+
+def lifespan(settings: S) -> Callable[[Any], AbstractAsyncContextManager[dict[str, ServiceState[S]]]]:
+    """The app's lifespan: open the state once at start-up, expose it as `request.state.service`,
+    release the model at shutdown."""
+
+    @asynccontextmanager
+    async def run(app: Any) -> AsyncIterator[dict[str, ServiceState[S]]]:
+        state = open_state(settings)
+        try:
+            yield {"service": state}
+        finally:
+            state.release()
+
+    return run

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from services.common.errors import register_store_errors
-from services.common.state import ServiceState, open_state
+from services.common.state import lifespan
 from services.ingest.config import Settings
 from services.ingest.indexer import DocumentNotFoundError
 from services.ingest.routes import documents, health, stats
@@ -33,19 +30,11 @@ async def _not_found(request: Request, exc: Exception) -> JSONResponse:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, ServiceState[Settings]]]:
-        state = open_state(settings)
-        try:
-            yield {"service": state}
-        finally:
-            state.release()
-
     app = FastAPI(
         title="Two-tower search: ingestion API",
         description=DESCRIPTION,
         version="1.0.0",
-        lifespan=lifespan,
+        lifespan=lifespan(settings),
     )
     register_store_errors(app)
     app.add_exception_handler(DocumentNotFoundError, _not_found)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from services.common.errors import register_store_errors, unavailable
-from services.common.state import ServiceState, open_state
+from services.common.state import lifespan
 from services.common.store import CollectionMissing
 from services.query.config import Settings
 from services.query.deps import get_state
@@ -38,19 +35,11 @@ async def _collection_missing(request: Request, exc: Exception) -> JSONResponse:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, ServiceState[Settings]]]:
-        state = open_state(settings)
-        try:
-            yield {"service": state}
-        finally:
-            state.release()
-
     app = FastAPI(
         title="Two-tower search: query API",
         description=DESCRIPTION,
         version="1.0.0",
-        lifespan=lifespan,
+        lifespan=lifespan(settings),
     )
     app.add_middleware(
         CORSMiddleware,

@@ -64,7 +64,7 @@ class TrainConfig:
     loss: str = "mnrl"  # mnrl (in-batch + hard negatives) | triplet
     margin: float = 0.2  # triplet margin, on cosine similarity
     scale: float = 20.0  # mnrl: cosine similarities are multiplied by this (1 / temperature)
-    epochs: int = 3
+    epochs: int = 5
     batch_size: int = 32
     lr: float = 5e-5  # full fine-tune: backbone and heads
     frozen_lr: float = 1e-3  # heads only (frozen backbone)
@@ -263,7 +263,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     }
     version = None
     if cfg.publish:
-        run_path = f"{run.entity}/{run.project}/{run.id}" if mode == "online" else str(run.dir)
+        run_path = f"{run.entity}/{run.project}/{run.id}" if mode == "online" else str(Path(run.dir).parent)
         version = publish(
             model,
             cfg.weights_dir,

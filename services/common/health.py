@@ -8,7 +8,9 @@ the checks after it are not run (they would only repeat it).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+from fastapi import APIRouter, Depends, Response, status
 from pydantic import BaseModel, Field
 
 from services.common.state import ServiceState
@@ -35,6 +37,13 @@ class Readiness(BaseModel):
         default=None, description="Why the service is not ready (the first failed check)"
     )
     checks: list[Check]
+
+
+class Welcome(BaseModel):
+    service: str = Field(examples=["query"])
+    model_version: str
+    collection: str
+    docs: str = Field(description="Interactive API documentation", examples=["/docs"])
 
 
 class Liveness(BaseModel):
@@ -69,3 +78,37 @@ def check_readiness(state: ServiceState, probes: dict[str, Probe]) -> Readiness:
             failed = f"{name}: {exc}"
             checks.append(Check(name=name, ok=False, detail=str(exc)))
     return Readiness(ready=failed is None, model_version=state.version, detail=failed, checks=checks)
+
+
+def service_router(
+    service: str,
+    get_state: Callable[..., ServiceState[Any]],
+    probes: Callable[[ServiceState[Any]], dict[str, Probe]],
+    ready_summary: str,
+) -> APIRouter:
+    """GET / (welcome), GET /healthz (alive) and GET /readyz (`probes`, in order) for a service."""
+    router = APIRouter(tags=["service"])
+    state_dep = Depends(get_state)
+
+    @router.get("/", summary="What this service is")
+    def welcome(state: ServiceState[Any] = state_dep) -> Welcome:
+        return Welcome(
+            service=service, model_version=state.version, collection=state.collection, docs="/docs"
+        )
+
+    @router.get("/healthz", summary="Liveness: the process answers")
+    def healthz() -> Liveness:
+        return Liveness()
+
+    @router.get(
+        "/readyz",
+        summary=ready_summary,
+        responses={503: {"model": Readiness, "description": "Not ready; `detail` says why"}},
+    )
+    def readyz(response: Response, state: ServiceState[Any] = state_dep) -> Readiness:
+        readiness = check_readiness(state, probes(state))
+        if not readiness.ready:
+            response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        return readiness
+
+    return router

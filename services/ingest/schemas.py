@@ -141,10 +141,3 @@ class StatsResponse(BaseModel):
     count: int = Field(description="Documents in this model version's collection (0 before any ingest)")
     collection: str
     model_version: str
-
-
-class Welcome(BaseModel):
-    service: str = Field(examples=["ingest"])
-    model_version: str
-    collection: str
-    docs: str = Field(description="Interactive API documentation", examples=["/docs"])

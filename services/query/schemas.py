@@ -58,10 +58,3 @@ class SearchResponse(BaseModel):
     model_version: str = Field(description="Model version whose query tower embedded the query")
     took_ms: float = Field(description="Time to embed the query and search, in milliseconds")
     results: list[SearchHit] = Field(description="At most k hits, nearest first")
-
-
-class Welcome(BaseModel):
-    service: str = Field(examples=["query"])
-    model_version: str
-    collection: str
-    docs: str = Field(description="Interactive API documentation", examples=["/docs"])

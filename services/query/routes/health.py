@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
-
-from services.common.health import CheckFailedError, Liveness, Probe, Readiness, base_probes, check_readiness
+from services.common.health import CheckFailedError, Probe, base_probes, service_router
 from services.common.state import ServiceState
 from services.common.store import CollectionMissing
 from services.query.config import Settings
-from services.query.deps import StateDep
-from services.query.schemas import Welcome
+from services.query.deps import get_state
 from services.query.search import not_indexed
-
-router = APIRouter(tags=["service"])
 
 
 def readiness_probes(state: ServiceState[Settings]) -> dict[str, Probe]:
@@ -36,23 +31,9 @@ def readiness_probes(state: ServiceState[Settings]) -> dict[str, Probe]:
     return {**base_probes(state), "collection": collection, "complete": complete}
 
 
-@router.get("/", summary="What this service is")
-def welcome(state: StateDep) -> Welcome:
-    return Welcome(service="query", model_version=state.version, collection=state.collection, docs="/docs")
-
-
-@router.get("/healthz", summary="Liveness: the process answers")
-def healthz() -> Liveness:
-    return Liveness()
-
-
-@router.get(
-    "/readyz",
-    summary="Readiness: model loaded, Chroma reachable, this model version's collection present and complete",
-    responses={503: {"model": Readiness, "description": "Not ready; `detail` says why"}},
+router = service_router(
+    "query",
+    get_state,
+    readiness_probes,
+    ready_summary="Readiness: model loaded, Chroma reachable, this model version's collection present and complete",
 )
-def readyz(state: StateDep, response: Response) -> Readiness:
-    readiness = check_readiness(state, readiness_probes(state))
-    if not readiness.ready:
-        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    return readiness

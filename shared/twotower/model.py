@@ -76,7 +76,9 @@ class DualTowerWithFC(nn.Module):
         """Unit-length backbone embeddings with gradients (for fine-tuning the backbone)."""
         features = self.backbone.preprocess(list(texts))
         # sentence-transformers 6 also puts non-tensor entries (e.g. "modality") in the features.
-        features = {k: v.to(self.device_name) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+        features = {
+            k: v.to(self.device_name) if isinstance(v, torch.Tensor) else v for k, v in features.items()
+        }
         return F.normalize(self.backbone(features)["sentence_embedding"], dim=-1)
 
     @torch.inference_mode()

@@ -72,6 +72,8 @@ class ChromaStore:
         self.host, self.port, self.prefix = host, port, collection_prefix
         self._client: ClientAPI | None = None
         self._lock = threading.Lock()
+        # The server's max batch size is fixed for a connection: asked once, not on every upsert.
+        self._max_batch: int | None = None
 
     def collection_name(self, version: str) -> str:
         return f"{self.prefix}-{version}"
@@ -103,6 +105,7 @@ class ChromaStore:
             with self._lock:
                 if self._client is client_before:
                     self._client = None
+                    self._max_batch = None
             raise StoreUnavailable(f"Chroma server at {self.address} is unreachable ({what}): {exc}") from exc
         except ChromaError as exc:
             raise StoreUnavailable(f"Chroma server at {self.address} failed ({what}): {exc}") from exc
@@ -112,8 +115,10 @@ class ChromaStore:
         self._call("heartbeat", client.heartbeat)
 
     def max_batch_size(self) -> int:
-        client = self._connect()
-        return int(self._call("max batch size", client.get_max_batch_size))
+        if self._max_batch is None:
+            client = self._connect()
+            self._max_batch = int(self._call("max batch size", client.get_max_batch_size))
+        return self._max_batch
 
     def collection(self, version: str, *, create: bool = False) -> Collection:
         client = self._connect()

@@ -7,14 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from bench.workload import Workload
-from services.common.modelload import load_serving_model
-from services.common.settings import PACKAGED_BASE_MODEL
 from twotower import format_document
+from twotower.engine import open_encoder
+from twotower.registry import latest_version
 
 
 def bench_model(work: Workload, weights_dir: Path, batch_size: int) -> dict[str, Any]:
     started = time.perf_counter()
-    model, version = load_serving_model(weights_dir, None, PACKAGED_BASE_MODEL)
+    model = open_encoder([weights_dir], latest_version(weights_dir))
+    version = model.version
     load_s = time.perf_counter() - started
     model.encode_queries(work.queries[:4])  # warm-up
     t0 = time.perf_counter()
@@ -29,11 +30,11 @@ def bench_model(work: Workload, weights_dir: Path, batch_size: int) -> dict[str,
     texts = [format_document(d["text"], d.get("title")) for d in work.documents]
     model.encode_documents(texts[:4])  # warm-up
     t0 = time.perf_counter()
-    model.encode_documents(texts, batch_size=batch_size)
+    model.encode_documents(texts)
     docs_s = time.perf_counter() - t0
     return {
         "model_version": version,
-        "device": model.device_name,
+        "engine": model.engine,
         "load_s": round(load_s, 2),
         "encode_documents_per_s": round(len(texts) / docs_s, 2),
         "encode_queries_per_s": round(len(work.queries) / queries_s, 2),

@@ -8,7 +8,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from services.loader.corpus import open_corpus
+from twotower.corpus import open_corpus
 
 
 @dataclass

@@ -23,11 +23,10 @@ from typing import Any
 import httpx
 from tqdm import tqdm
 
-from services.loader.cli import batches
-from services.loader.client import IngestClient, LoaderError
-from services.loader.corpus import open_corpus
 from training.metrics import evaluate_run
 from twotower.beir import load_qrels, load_queries
+from twotower.client import IngestClient, LoaderError
+from twotower.corpus import batches, open_corpus
 
 log = logging.getLogger("training.eval_served")
 

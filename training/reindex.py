@@ -19,8 +19,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from services.common.store import ChromaStore, CollectionMissing, StoreUnavailable
 from twotower import format_document, latest_version, load_published
+from twotower.index.store import ChromaStore, CollectionMissing, StoreUnavailable
 
 log = logging.getLogger("training.reindex")
 

@@ -56,7 +56,6 @@ def child_environment(mapped: dict[str, str], root: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("QUERY_", "INGEST_"))}
     venv_bin = str(Path(sys.executable).parent)
     env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
-    env["PYTHONPATH"] = os.pathsep.join([str(root), str(root / "shared")])
     env.update({"PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
     env.update(mapped)
     return env

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from services.common.store import InvalidFilter, StoreUnavailable
+from twotower.index.store import InvalidFilter, StoreUnavailable
 
 # Seconds a client should wait before retrying a 503.
 RETRY_AFTER_S = 5

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Response, status
 from pydantic import BaseModel, Field
 
 from services.common.state import ServiceState
-from services.common.store import CollectionMissing, StoreUnavailable
+from twotower.index.store import CollectionMissing, StoreUnavailable
 
 # A check returns a short description of what it found, or raises one of these.
 Probe = Callable[[], str]

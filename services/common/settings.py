@@ -31,6 +31,9 @@ class ServiceSettings(BaseSettings):
     base_model: str = Field(
         default=PACKAGED_BASE_MODEL, description="Backbone served when nothing is published"
     )
+    engine: Literal["torch", "onnx"] = Field(
+        default="torch", description="How the towers run: torch (PyTorch) or onnx (ONNX Runtime)"
+    )
     device: str | None = Field(
         default=None, description="torch device; default cuda when available, else cpu"
     )

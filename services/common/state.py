@@ -1,4 +1,4 @@
-"""What a service holds while it runs: its settings, the model it serves, and the Chroma store.
+"""What a service holds while it runs: its settings, the encoder it serves, and the Chroma store.
 
 Created once in the app's lifespan (see each service's `main.py`), reached by handlers through
 typed dependencies, released when the app shuts down.
@@ -6,20 +6,16 @@ typed dependencies, released when the app shuts down.
 
 from __future__ import annotations
 
-import gc
 import logging
-import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-import torch
-
-from services.common.modelload import load_serving_model
 from services.common.settings import ServiceSettings
-from services.common.store import ChromaStore
-from twotower import DualTowerWithFC
+from twotower.engine import Encoder, open_encoder
+from twotower.index.store import ChromaStore
+from twotower.registry import latest_version
 
 log = logging.getLogger(__name__)
 
@@ -29,45 +25,53 @@ S = TypeVar("S", bound=ServiceSettings)
 @dataclass
 class ServiceState(Generic[S]):
     settings: S
-    version: str
     store: ChromaStore
-    _model: DualTowerWithFC | None
-    # Hugging Face fast tokenizers are not safe to call from several threads at once ("Already
-    # borrowed"), and FastAPI runs sync handlers in a thread pool: one encode at a time per process.
-    model_lock: threading.Lock = field(default_factory=threading.Lock)
+    _encoder: Encoder | None
 
     @property
-    def model(self) -> DualTowerWithFC:
-        if self._model is None:
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
             raise RuntimeError("the model has been released: the service is shutting down")
-        return self._model
+        return self._encoder
+
+    @property
+    def version(self) -> str:
+        return self.encoder.version
 
     @property
     def model_loaded(self) -> bool:
-        return self._model is not None
+        return self._encoder is not None
 
     @property
     def collection(self) -> str:
         return self.store.collection_name(self.version)
 
     def release(self) -> None:
-        self._model = None
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        if self._encoder is not None:
+            self._encoder.close()
+        self._encoder = None
 
 
 def open_state(settings: S) -> ServiceState[S]:
-    """Load the model (pinned, LATEST or base) and set up the store. Chroma may still be down:
+    """Load the encoder (pinned, LATEST or base) and set up the store. Chroma may still be down:
     the store connects lazily, and readiness reports it."""
-    model, version = load_serving_model(
-        settings.weights_dir, settings.model_version, settings.base_model, settings.device
+    version = settings.model_version or latest_version(settings.weights_dir)
+    encoder = open_encoder(
+        [settings.weights_dir],
+        version,
+        engine=settings.engine,
+        base_model=settings.base_model,
+        device=settings.device,
     )
     store = ChromaStore(settings.chroma_host, settings.chroma_port, settings.collection_prefix)
     log.info(
-        "model %s loaded; Chroma at %s, collection %s", version, store.address, store.collection_name(version)
+        "model %s loaded (%s engine); Chroma at %s, collection %s",
+        encoder.version,
+        encoder.engine,
+        store.address,
+        store.collection_name(encoder.version),
     )
-    return ServiceState(settings=settings, version=version, store=store, _model=model)
+    return ServiceState(settings=settings, store=store, _encoder=encoder)
 
 
 def lifespan(settings: S) -> Callable[[Any], AbstractAsyncContextManager[dict[str, ServiceState[S]]]]:

@@ -6,7 +6,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServiceSettings
-from services.ingest.limits import MAX_DOCUMENTS_CEILING
+from twotower.limits import MAX_DOCUMENTS_CEILING
 
 
 class Settings(ServiceSettings):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 
 from services.common.state import ServiceState
-from services.common.store import CollectionMissing, Record
 from services.ingest.config import Settings
 from services.ingest.schemas import (
     DeleteResponse,
@@ -19,6 +18,7 @@ from services.ingest.schemas import (
     StatsResponse,
 )
 from twotower import format_document
+from twotower.index.store import CollectionMissing, Record
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,7 @@ def index_documents(state: State, documents: list[DocumentIn]) -> IngestResponse
     # Fail fast when Chroma is down, before spending seconds on embeddings nobody will store.
     state.store.heartbeat()
     texts = [format_document(d.text, d.title) for d in documents]
-    with state.model_lock:
-        embeddings = state.model.encode_documents(texts)
+    embeddings = state.encoder.encode_documents(texts)
     records = [Record(d.id, d.text, d.title, dict(d.metadata)) for d in documents]
     # Returns only once Chroma has confirmed every chunk; re-posting an id replaces it.
     stored = state.store.upsert(state.version, records, embeddings)

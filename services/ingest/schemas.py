@@ -7,8 +7,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from services.common.store import MetadataValue
-from services.ingest.limits import (
+from twotower.index.store import MetadataValue
+from twotower.limits import (
     MAX_DOCUMENTS_CEILING,
     MAX_ID_CHARS,
     MAX_METADATA_KEY_CHARS,

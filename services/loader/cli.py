@@ -6,14 +6,11 @@ import argparse
 import logging
 import os
 import time
-from collections.abc import Iterator
-from itertools import islice
-from typing import Any
 
 from tqdm import tqdm
 
-from services.loader.client import IngestClient, LoaderError
-from services.loader.corpus import open_corpus
+from twotower.client import IngestClient, LoaderError
+from twotower.corpus import batches, open_corpus
 
 log = logging.getLogger("services.loader")
 
@@ -47,11 +44,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.batch_size < 1 or (args.limit is not None and args.limit < 0) or args.retries < 0:
         parser.error("--batch-size must be >= 1, --limit and --retries >= 0")
     return args
-
-
-def batches(documents: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    while batch := list(islice(documents, size)):
-        yield batch
 
 
 def load(args: argparse.Namespace) -> str:

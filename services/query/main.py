@@ -8,11 +8,11 @@ from fastapi.responses import JSONResponse
 
 from services.common.errors import register_store_errors, unavailable
 from services.common.state import lifespan
-from services.common.store import CollectionMissing
 from services.query.config import Settings
 from services.query.deps import get_state
 from services.query.routes import health, search
 from services.query.search import not_indexed
+from twotower.index.store import CollectionMissing
 
 DESCRIPTION = """
 Semantic search over the documents posted to the ingestion API. A query is embedded with the

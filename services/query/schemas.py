@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from services.common.store import MetadataValue
+from twotower.index.store import MetadataValue
 
 MAX_QUERY_CHARS = 2_000
 MAX_K = 100

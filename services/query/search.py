@@ -5,16 +5,15 @@ from __future__ import annotations
 import time
 
 from services.common.state import ServiceState
-from services.common.store import Record
 from services.query.config import Settings
 from services.query.schemas import SearchHit, SearchRequest, SearchResponse
+from twotower.index.store import Record
 
 
 def search(state: ServiceState[Settings], request: SearchRequest) -> SearchResponse:
     """Raises CollectionMissing when nothing was ingested for this model version (a 503, see main)."""
     started = time.perf_counter()
-    with state.model_lock:
-        embedding = state.model.encode_queries([request.query])[0]
+    embedding = state.encoder.encode_queries([request.query])[0]
     records = state.store.query(state.version, embedding, request.k, request.where)
     hits = [_hit(r) for r in records]
     hits.sort(key=lambda h: h.distance)

@@ -1,13 +1,7 @@
 """Model artifacts: `config.json` + `model.safetensors`, a content-derived version, publishing.
 
-Layout of a weights root (the shared volume the services read):
-
-    root/
-      LATEST               -> text file holding the current version id
-      <version>/config.json
-      <version>/model.safetensors
-
-No pickle anywhere: tensors live in safetensors, everything else in JSON.
+The on-disk layout and the reading that needs no PyTorch live in `twotower.registry`. No pickle
+anywhere: tensors live in safetensors, everything else in JSON.
 """
 
 from __future__ import annotations
@@ -27,17 +21,17 @@ from safetensors.torch import load_file, save_file
 
 from twotower.config import ModelConfig
 from twotower.model import DualTowerWithFC
+from twotower.registry import (
+    CONFIG_FILE,
+    FORMAT,
+    LATEST_FILE,
+    WEIGHTS_FILE,
+    ArtifactError,
+    latest_version,
+    read_config,
+)
 
 log = logging.getLogger(__name__)
-
-FORMAT = "twotower/1"
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-LATEST_FILE = "LATEST"
-
-
-class ArtifactError(ValueError):
-    """A model artifact is missing, unreadable, or does not match its config."""
 
 
 def _tensors(model: DualTowerWithFC) -> dict[str, torch.Tensor]:
@@ -81,19 +75,6 @@ def save(model: DualTowerWithFC, directory: str | Path, metadata: dict[str, Any]
     }
     (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     return version
-
-
-def read_config(directory: str | Path) -> dict[str, Any]:
-    path = Path(directory) / CONFIG_FILE
-    try:
-        config = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise ArtifactError(f"{path}: missing (not a model artifact directory?)") from exc
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"{path}: unreadable config: {exc}") from exc
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise ArtifactError(f"{path}: format is {config.get('format')!r}, expected {FORMAT!r}")
-    return config
 
 
 def load(directory: str | Path, device: str | None = None) -> DualTowerWithFC:
@@ -176,15 +157,6 @@ def publish(model: DualTowerWithFC, root: str | Path, metadata: dict[str, Any] |
     pointer.write_text(version + "\n")
     os.replace(pointer, root / LATEST_FILE)
     return version
-
-
-def latest_version(root: str | Path) -> str | None:
-    """The version `root/LATEST` points at, or None when nothing was published yet."""
-    try:
-        version = (Path(root) / LATEST_FILE).read_text().strip()
-    except FileNotFoundError:
-        return None
-    return version or None
 
 
 def load_published(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,3 +34,19 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
         return cls(**data)
+
+
+def resolve_base_model(name: str) -> str:
+    """Turn a `base_model` setting into something `SentenceTransformer` can load.
+
+    `pkg:<module>` names an installed package that carries a model (`<module>.get_model_path()`);
+    an existing directory is used as is; anything else is passed through as a hub name.
+    """
+    if name.startswith("pkg:"):
+        module_name = name.removeprefix("pkg:")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ValueError(f"base model {name!r}: package {module_name!r} is not installed") from exc
+        return str(module.get_model_path())
+    return name

@@ -123,8 +123,3 @@ class DualTowerWithFC(nn.Module):
         self.eval()
         out = head(self.embed_backbone(texts, batch_size=batch_size, progress=progress))
         return out.float().cpu().numpy()
-
-
-def format_document(text: str, title: str | None = None) -> str:
-    """The document tower's input: title and body, as BEIR scores them ("title text")."""
-    return f"{title} {text}" if title else text

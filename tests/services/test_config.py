@@ -9,11 +9,11 @@ import pytest
 
 import twotower
 from services.common.settings import PACKAGED_BASE_MODEL
-from services.common.store import RESERVED_PREFIX
 from services.ingest.config import Settings as IngestSettings
-from services.ingest.limits import RESERVED_METADATA_PREFIXES
 from services.query.config import Settings as QuerySettings
 from tests.conftest import ROOT
+from twotower.index.store import RESERVED_PREFIX
+from twotower.limits import RESERVED_METADATA_PREFIXES
 
 
 def test_defaults_match_the_model_package_and_the_store() -> None:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from services.ingest.limits import MAX_TEXT_CHARS
-from services.loader.corpus import open_corpus, to_document
 from tests.conftest import ROOT, ChromaServer
 from tests.services.conftest import Api, ingest_service, query_service
+from twotower.corpus import open_corpus, to_document
+from twotower.limits import MAX_TEXT_CHARS
 
 
 def loader_command(url: str, *args: str) -> list[str]:

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from services.common.store import ChromaStore
 from tests.conftest import ChromaServer
 from tests.services.conftest import Api, errors, post_docs
+from twotower.index.store import ChromaStore
 
 DOCS = [
     {

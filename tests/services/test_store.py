@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from chromadb.api.models.Collection import Collection
 
-from services.common.store import ChromaStore, Record
+from twotower.index.store import ChromaStore, Record
 
 
 def _records(n: int) -> tuple[list[Record], np.ndarray]:

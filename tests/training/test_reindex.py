@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from services.common.store import ChromaStore, Record
 from training import reindex as reindex_module
 from training.reindex import ReindexError, reindex
 from twotower import DualTowerWithFC, format_document, publish
+from twotower.index.store import ChromaStore, Record
 
 RECORDS = [
     Record(

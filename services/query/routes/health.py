@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from services.common.health import CheckFailedError, Probe, base_probes, service_router
 from services.common.state import ServiceState
-from services.common.store import CollectionMissing
 from services.query.config import Settings
 from services.query.deps import get_state
 from services.query.search import not_indexed
+from twotower.index.store import CollectionMissing
 
 
 def readiness_probes(state: ServiceState[Settings]) -> dict[str, Probe]:

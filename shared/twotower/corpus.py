@@ -11,7 +11,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from services.ingest.limits import MAX_METADATA_KEY_CHARS, MAX_TEXT_CHARS, RESERVED_METADATA_PREFIXES
+from twotower.limits import MAX_METADATA_KEY_CHARS, MAX_TEXT_CHARS, RESERVED_METADATA_PREFIXES
 
 log = logging.getLogger(__name__)
 
@@ -109,3 +109,9 @@ def open_corpus(path: str | None, limit: int | None = None) -> Corpus:
             f"no corpus at {path}: expected a BEIR folder with corpus.jsonl or a .jsonl file"
         )
     return jsonl(location, limit)
+
+
+def batches(documents: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    """Consecutive lists of at most `size` documents."""
+    while batch := list(islice(documents, size)):
+        yield batch

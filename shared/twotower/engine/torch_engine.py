@@ -1,0 +1,84 @@
+"""The torch engine: a `DualTowerWithFC` loaded from an artifact (or the untrained base model)."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+
+from twotower.artifacts import load, model_version
+from twotower.config import ModelConfig
+from twotower.engine import Engine
+from twotower.model import DualTowerWithFC
+from twotower.registry import find_version
+
+log = logging.getLogger(__name__)
+
+
+class TorchEncoder:
+    engine: Engine = "torch"
+
+    def __init__(self, model: DualTowerWithFC, version: str | None = None) -> None:
+        self._model: DualTowerWithFC | None = model
+        self.version = version or model_version(model)
+        self.dim = model.config.embedding_dim
+        self.max_seq_length = model.config.max_seq_length
+        self.device = model.device_name
+        # Hugging Face fast tokenizers are not safe to call from several threads at once ("Already
+        # borrowed"), and services call from a thread pool: one encode at a time per encoder.
+        self._lock = threading.Lock()
+        self._tokenizer: Tokenizer | None = None
+
+    @classmethod
+    def open(
+        cls,
+        roots: Sequence[str | Path],
+        version: str | None,
+        *,
+        base_model: str | None = None,
+        device: str | None = None,
+    ) -> TorchEncoder:
+        if version is None:
+            base = base_model or ModelConfig.base_model
+            log.warning("no model version given: serving the untrained base model %s", base)
+            return cls(DualTowerWithFC(ModelConfig(base_model=base), device=device))
+        return cls(load(find_version(version, roots), device=device), version)
+
+    @property
+    def model(self) -> DualTowerWithFC:
+        if self._model is None:
+            raise RuntimeError(f"model version {self.version} has been released")
+        return self._model
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        if self._tokenizer is None:
+            # The Rust tokenizer under the transformers one, copied so that configuring it for
+            # offsets never touches the one the model encodes with.
+            backend = self.model.backbone.tokenizer.backend_tokenizer
+            tokenizer = Tokenizer.from_str(backend.to_str())
+            tokenizer.no_truncation()
+            tokenizer.no_padding()
+            self._tokenizer = tokenizer
+        return self._tokenizer
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            return self.model.encode_queries(texts)
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            return self.model.encode_documents(texts)
+
+    def close(self) -> None:
+        with self._lock:
+            self._model = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

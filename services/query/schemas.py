@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -35,6 +35,11 @@ class SearchRequest(BaseModel):
         AfterValidator(_not_blank),
     ] = Field(description=f"What to search for: non-blank text, at most {MAX_QUERY_CHARS:,} characters")
     k: int = Field(default=10, ge=1, le=MAX_K, description=f"How many results (1 to {MAX_K})")
+    mode: Literal["dense", "hybrid"] = Field(
+        default="dense",
+        description="dense: nearest documents by the towers' cosine distance. hybrid: the dense "
+        "candidates re-ranked by fusing the dense ranking with BM25 over those candidates (RRF).",
+    )
     where: dict[str, Any] | None = Field(
         default=None,
         description="Optional Chroma metadata filter on the documents' metadata, e.g. "
@@ -47,7 +52,12 @@ class SearchRequest(BaseModel):
 class SearchHit(BaseModel):
     id: str
     title: str | None
-    text: str
+    text: str = Field(description="The document's whole text")
+    highlight: str | None = Field(
+        default=None,
+        description="The passage that matched best (long documents are searched passage by passage); "
+        "null when the document is a single passage",
+    )
     metadata: dict[str, MetadataValue]
     distance: float = Field(description="Cosine distance between query and document (0 = same direction)")
     score: float = Field(description="1 - distance: cosine similarity, higher is better")

@@ -116,6 +116,17 @@ class LiveServer:
 
 
 @pytest.fixture(scope="session")
+def published_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A weights directory holding the untrained base model published with its ONNX export, made
+    once per session the way `make run` and the service images get theirs (`--base`)."""
+    from twotower.engine.export import main as export
+
+    root = tmp_path_factory.mktemp("published-base")
+    assert export(["--base", "--out", str(root)]) == 0
+    return root
+
+
+@pytest.fixture(scope="session")
 def scifact_dir() -> Path:
     if not (SCIFACT / "corpus.jsonl").exists():
         pytest.fail(f"SciFact not found at {SCIFACT}; set TWOTOWER_DATA_DIR to the folder holding scifact/")

@@ -133,8 +133,16 @@ def load(directory: str | Path, device: str | None = None) -> DualTowerWithFC:
     return model
 
 
-def publish(model: DualTowerWithFC, root: str | Path, metadata: dict[str, Any] | None = None) -> str:
-    """Write `root/<version>/`, then atomically point `root/LATEST` at it; return the version.
+def publish(
+    model: DualTowerWithFC,
+    root: str | Path,
+    metadata: dict[str, Any] | None = None,
+    *,
+    onnx: bool = True,
+    int8: bool = False,
+) -> str:
+    """Write `root/<version>/` (with its ONNX export unless `onnx=False`), then atomically point
+    `root/LATEST` at it; return the version.
 
     Readers never see a half-written version: the directory is renamed into place, and LATEST is
     replaced with `os.replace` (atomic on POSIX) only after the directory is complete.
@@ -148,7 +156,11 @@ def publish(model: DualTowerWithFC, root: str | Path, metadata: dict[str, Any] |
         if target.exists():
             log.info("version %s already published; reusing it", version)
             shutil.rmtree(staging)
+            if onnx:
+                _export_onnx(model, target, int8, missing_only=True)
         else:
+            if onnx:
+                _export_onnx(model, staging, int8)
             os.replace(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -157,6 +169,15 @@ def publish(model: DualTowerWithFC, root: str | Path, metadata: dict[str, Any] |
     pointer.write_text(version + "\n")
     os.replace(pointer, root / LATEST_FILE)
     return version
+
+
+def _export_onnx(model: DualTowerWithFC, directory: Path, int8: bool, missing_only: bool = False) -> None:
+    # Imported here: the exporter needs the `onnx` package, which only publishing uses.
+    from twotower.engine.export import export_onnx
+    from twotower.engine.onnx_engine import has_onnx
+
+    if not (missing_only and has_onnx(directory)):
+        export_onnx(model, directory, int8=int8)
 
 
 def load_published(

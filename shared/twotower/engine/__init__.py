@@ -19,6 +19,8 @@ import numpy as np
 from tokenizers import Tokenizer
 
 Engine = Literal["torch", "onnx"]
+Tower = Literal["query", "document"]
+TOWERS: tuple[Tower, ...] = ("query", "document")
 
 
 @runtime_checkable
@@ -56,11 +58,32 @@ def open_encoder(
     engine: Engine = "torch",
     base_model: str | None = None,
     device: str | None = None,
+    threads: int | None = None,
+    towers: Sequence[Tower] = TOWERS,
 ) -> Encoder:
     """The encoder of `version`, looked up in `roots` (the weights volume first, then model
-    directories baked into an image). With no version, the untrained base model (torch only)."""
+    directories baked into an image). With no version, the untrained base model (torch only).
+
+    `threads`: intra-op threads (torch: the process-wide count; onnx: per session); unset = the
+    library's default. `towers`: those loaded now (onnx loads the others on first use; torch always
+    holds both, they share the backbone)."""
     if engine == "torch":
         from twotower.engine.torch_engine import TorchEncoder
 
-        return TorchEncoder.open(roots, version, base_model=base_model, device=device)
+        return TorchEncoder.open(roots, version, base_model=base_model, device=device, threads=threads)
+    if engine == "onnx":
+        from twotower.engine.onnx_engine import OnnxEncoder
+
+        return OnnxEncoder.open(roots, version, device=device, threads=threads, towers=towers)
     raise ValueError(f"unknown engine {engine!r}: choose torch or onnx")
+
+
+def find_published(roots: Sequence[str | Path]) -> str | None:
+    """The version `LATEST` names in the first root that has one (weights volume, then image)."""
+    from twotower.registry import latest_version
+
+    for root in roots:
+        version = latest_version(root)
+        if version is not None:
+            return version
+    return None

@@ -43,7 +43,10 @@ class TorchEncoder:
         *,
         base_model: str | None = None,
         device: str | None = None,
+        threads: int | None = None,
     ) -> TorchEncoder:
+        if threads is not None:
+            torch.set_num_threads(threads)
         if version is None:
             base = base_model or ModelConfig.base_model
             log.warning("no model version given: serving the untrained base model %s", base)

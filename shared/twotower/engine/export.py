@@ -1,0 +1,244 @@
+"""Export a model version's two towers to ONNX (needs PyTorch and `onnx`; serving then needs neither).
+
+    python -m twotower.engine.export --weights-dir weights [--version V]   export a published version
+    python -m twotower.engine.export --base --out DIR                      publish the untrained base
+
+Each tower becomes one graph computing exactly what `DualTowerWithFC.encode_queries` /
+`encode_documents` compute: backbone, mean pooling over the attention mask, normalize, the tower's
+head, normalize. Batch and sequence axes are dynamic. The graphs, the tokenizer and a manifest with
+each file's sha256 go into `<version>/onnx/`, which appears atomically (renamed into place), and
+every export is checked against the PyTorch towers before it is kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import cast
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from twotower.artifacts import load, model_version, publish
+from twotower.config import PACKAGED_BASE_MODEL, ModelConfig
+from twotower.engine.onnx_engine import (
+    INPUTS,
+    MANIFEST_FILE,
+    ONNX_DIR,
+    ONNX_FORMAT,
+    TOKENIZER_FILE,
+    OnnxEncoder,
+    Tower,
+    has_onnx,
+    sha256_file,
+    tower_file,
+)
+from twotower.model import DualTowerWithFC, TowerHead
+from twotower.registry import ArtifactError, find_version, latest_version, read_config
+
+log = logging.getLogger(__name__)
+
+OPSET = 17
+# Texts the export is checked on: short and long, so the check covers padding and truncation.
+CHECK_TEXTS = [
+    "how do vaccines trigger immunity",
+    "Sleep consolidates memories formed during the day, " * 3,
+    "A list comprehension builds a list from an iterable in a single expression. " * 40,
+]
+MIN_COSINE = 0.999
+
+
+class TowerGraph(nn.Module):
+    """One tower end to end, from token ids to its unit-length embedding."""
+
+    def __init__(self, model: DualTowerWithFC, head: TowerHead) -> None:
+        super().__init__()
+        self.transformer = cast(nn.Module, model.backbone[0].auto_model)
+        self.head = head
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
+    ) -> torch.Tensor:
+        hidden = self.transformer(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).last_hidden_state
+        # sentence-transformers' mean pooling: padded positions excluded.
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        return self.head(F.normalize(pooled, dim=-1))
+
+
+def _check_backbone(model: DualTowerWithFC) -> None:
+    modules = [type(m).__name__ for m in model.backbone]
+    pooling = getattr(model.backbone[1], "pooling_mode", None) if len(model.backbone) > 1 else None
+    if modules[:2] != ["Transformer", "Pooling"] or pooling != "mean":
+        raise ArtifactError(
+            f"ONNX export supports a Transformer + mean Pooling backbone, not {modules} ({pooling})"
+        )
+
+
+def _export_tower(model: DualTowerWithFC, head: TowerHead, path: Path) -> None:
+    graph = TowerGraph(model, head).eval()
+    # Two rows, the second padded, so the traced mask arithmetic is the general one.
+    ids = torch.full((2, 16), 1000, dtype=torch.long)
+    mask = torch.ones_like(ids)
+    mask[1, 9:] = 0
+    dynamic = {name: {0: "batch", 1: "sequence"} for name in INPUTS}
+    with warnings.catch_warnings(), torch.inference_mode():
+        # The TorchScript exporter (the dynamo one needs onnxscript) warns about traced shape checks
+        # that are constant for an encoder; the check against PyTorch below is what counts.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            graph,
+            (ids, mask, torch.zeros_like(ids)),
+            str(path),
+            input_names=list(INPUTS),
+            output_names=["embedding"],
+            dynamic_axes={**dynamic, "embedding": {0: "batch"}},
+            opset_version=OPSET,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+
+
+def _quantize(source: Path, target: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # Weights int8 per output channel, activations quantized on the fly; only MatMul (the bulk of
+    # the compute), so layer norms, softmax and the head's residual stay fp32.
+    quantize_dynamic(
+        str(source),
+        str(target),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=["MatMul"],
+    )
+
+
+def _write_export(model: DualTowerWithFC, version: str, target: Path, int8: bool) -> None:
+    target.mkdir()
+    heads: dict[Tower, TowerHead] = {"query": model.query_head, "document": model.doc_head}
+    for tower, head in heads.items():
+        _export_tower(model, head, target / tower_file(tower))
+        if int8:
+            _quantize(target / tower_file(tower), target / tower_file(tower, "int8"))
+    backend = model.backbone.tokenizer.backend_tokenizer
+    tokenizer = type(backend).from_str(backend.to_str())
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    tokenizer.save(str(target / TOKENIZER_FILE))
+    files = sorted(p.name for p in target.iterdir())
+    manifest = {
+        "format": ONNX_FORMAT,
+        "version": version,
+        "dim": model.config.embedding_dim,
+        "max_seq_length": model.config.max_seq_length,
+        "pad_token_id": int(model.backbone.tokenizer.pad_token_id or 0),
+        "inputs": list(INPUTS),
+        "opset": OPSET,
+        "torch": torch.__version__,
+        "files": {name: sha256_file(target / name) for name in files},
+    }
+    (target / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a * b).sum(axis=1).min())
+
+
+def check_export(model: DualTowerWithFC, version_dir: Path, texts: Sequence[str] = CHECK_TEXTS) -> float:
+    """The smallest cosine between the ONNX and PyTorch towers' vectors on `texts`; raises below 0.999."""
+    encoder = OnnxEncoder(version_dir, device="cpu")
+    try:
+        worst = min(
+            min_cosine(encoder.encode_queries(texts), model.encode_queries(texts)),
+            min_cosine(encoder.encode_documents(texts), model.encode_documents(texts)),
+        )
+    finally:
+        encoder.close()
+    if worst < MIN_COSINE:
+        raise ArtifactError(f"{version_dir}: ONNX towers disagree with PyTorch (cosine {worst:.5f})")
+    return worst
+
+
+def export_onnx(model: DualTowerWithFC, version_dir: str | Path, *, int8: bool = False) -> Path:
+    """Write `<version_dir>/onnx/` for `model`, which must be the version stored in `version_dir`."""
+    version_dir = Path(version_dir)
+    version = read_config(version_dir)["version"]
+    if model_version(model) != version:
+        raise ArtifactError(f"{version_dir}: the model given is not version {version}")
+    _check_backbone(model)
+    # Exported from a CPU copy: the graph is the same on every device, and the caller's model
+    # (maybe on a GPU, maybe still training) is left alone.
+    cpu_model = copy.deepcopy(model).to("cpu").eval() if model.device_name != "cpu" else model.eval()
+    cpu_model.device_name = "cpu"
+    staging = Path(tempfile.mkdtemp(prefix=".onnx-", dir=version_dir))
+    try:
+        _write_export(cpu_model, version, staging / ONNX_DIR, int8)
+        os.replace(staging / ONNX_DIR, version_dir / ONNX_DIR)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    try:
+        cosine = check_export(cpu_model, version_dir)
+    except BaseException:
+        shutil.rmtree(version_dir / ONNX_DIR, ignore_errors=True)
+        raise
+    log.info("exported version %s to ONNX (cosine to PyTorch >= %.5f)", version, cosine)
+    return version_dir / ONNX_DIR
+
+
+def export_published(
+    roots: Sequence[str | Path], version: str, *, force: bool = False, int8: bool = False
+) -> Path:
+    """Export a published version that lacks ONNX (or redo it with `force`)."""
+    directory = find_version(version, roots)
+    if has_onnx(directory) and not force:
+        log.info("version %s already has an ONNX export in %s", version, directory / ONNX_DIR)
+        return directory / ONNX_DIR
+    if has_onnx(directory):
+        shutil.rmtree(directory / ONNX_DIR)
+    return export_onnx(load(directory, device="cpu"), directory, int8=int8)
+
+
+def publish_base(out: str | Path, base_model: str = PACKAGED_BASE_MODEL, *, int8: bool = False) -> str:
+    """Publish the untrained model on `base_model` (towers = the base embedding) with its ONNX export."""
+    model = DualTowerWithFC(ModelConfig(base_model=base_model), device="cpu")
+    return publish(model, out, {"base": True}, onnx=True, int8=int8)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m twotower.engine.export", description=__doc__)
+    parser.add_argument("--weights-dir", type=Path, default=Path("weights"))
+    parser.add_argument("--version", help="published version to export (default: LATEST)")
+    parser.add_argument("--force", action="store_true", help="export again even if one exists")
+    parser.add_argument("--base", action="store_true", help="publish the untrained base model with ONNX")
+    parser.add_argument("--base-model", default=PACKAGED_BASE_MODEL)
+    parser.add_argument("--out", type=Path, help="with --base: the weights directory to publish into")
+    parser.add_argument("--int8", action="store_true", help="also write int8 (dynamic) variants")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.base:
+        out = args.out or args.weights_dir
+        base = publish_base(out, args.base_model, int8=args.int8)
+        log.info("published base model %s as version %s in %s (with ONNX)", args.base_model, base, out)
+        return 0
+    version: str | None = args.version or latest_version(args.weights_dir)
+    if version is None:
+        parser.error(f"nothing published in {args.weights_dir}; give --version, or --base to publish one")
+    path = export_published([args.weights_dir], version, force=args.force, int8=args.int8)
+    log.info("version %s: ONNX export in %s", version, path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,239 @@
+"""The ONNX Runtime engine: each tower as one exported graph, run with the Rust `tokenizers`.
+
+Needs only onnxruntime, tokenizers and numpy (no PyTorch, no transformers, nothing else of this
+package that imports them), so the serving images can leave PyTorch out. The graphs and the
+tokenizer are written by `twotower.engine.export` into `<version>/onnx/`:
+
+    onnx/manifest.json      format, the version exported from, dim, max_seq_length, pad id, and the
+                            sha256 of every file below (checked when a file is loaded)
+    onnx/tokenizer.json     the backbone's tokenizer
+    onnx/query.onnx         input_ids, attention_mask, token_type_ids -> embedding (unit length):
+    onnx/document.onnx      backbone, mean pooling, normalize, the tower's head, normalize
+    onnx/*.int8.onnx        optional int8 variants (`--int8` at export)
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from twotower.engine import TOWERS, Engine, Tower
+from twotower.registry import ArtifactError, find_version, read_config
+
+log = logging.getLogger(__name__)
+
+ONNX_DIR = "onnx"
+MANIFEST_FILE = "manifest.json"
+ONNX_FORMAT = "twotower-onnx/1"
+TOKENIZER_FILE = "tokenizer.json"
+Variant = Literal["fp32", "int8"]
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def tower_file(tower: Tower, variant: Variant = "fp32") -> str:
+    return f"{tower}.onnx" if variant == "fp32" else f"{tower}.{variant}.onnx"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(version_dir: str | Path) -> dict[str, Any]:
+    """`<version>/onnx/manifest.json`, checked to belong to the version in `<version>/config.json`."""
+    version_dir = Path(version_dir)
+    path = version_dir / ONNX_DIR / MANIFEST_FILE
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ArtifactError(
+            f"{path}: missing: version {version_dir.name} has no ONNX export "
+            f"(run `python -m twotower.engine.export --weights-dir {version_dir.parent} "
+            f"--version {version_dir.name}`)"
+        ) from exc
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{path}: unreadable: {exc}") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != ONNX_FORMAT:
+        raise ArtifactError(f"{path}: not a {ONNX_FORMAT} manifest")
+    version = read_config(version_dir).get("version")
+    if manifest.get("version") != version:
+        raise ArtifactError(
+            f"{path}: exported from version {manifest.get('version')!r}, but this is version {version!r}"
+        )
+    return manifest
+
+
+def has_onnx(version_dir: str | Path) -> bool:
+    return (Path(version_dir) / ONNX_DIR / MANIFEST_FILE).is_file()
+
+
+def verified_file(version_dir: Path, manifest: dict[str, Any], name: str) -> Path:
+    """The path of an exported file whose content matches the manifest's sha256."""
+    path = version_dir / ONNX_DIR / name
+    expected = manifest.get("files", {}).get(name)
+    if expected is None:
+        raise ArtifactError(f"{version_dir / ONNX_DIR / MANIFEST_FILE}: lists no {name}")
+    try:
+        actual = sha256_file(path)
+    except FileNotFoundError as exc:
+        raise ArtifactError(f"{path}: missing") from exc
+    if actual != expected:
+        raise ArtifactError(f"{path}: sha256 {actual[:12]}… does not match the manifest ({expected[:12]}…)")
+    return path
+
+
+def providers_for(device: str | None) -> list[Any]:
+    """ONNX Runtime execution providers for a device setting: unset = CUDA when onnxruntime has it."""
+    available = ort.get_available_providers()
+    if device is None:
+        device = "cuda" if "CUDAExecutionProvider" in available else "cpu"
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device.startswith("cuda"):
+        if "CUDAExecutionProvider" not in available:
+            raise ValueError(f"device {device!r}: this onnxruntime has no CUDA provider ({available})")
+        index = int(device.partition(":")[2] or 0)
+        return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+    raise ValueError(f"device {device!r}: the onnx engine runs on cpu or cuda[:N]")
+
+
+class OnnxEncoder:
+    """One version's towers in ONNX Runtime. Thread-safe: sessions and the (never reconfigured)
+    tokenizer are shared by every thread; each tower's session is created once, on first use unless
+    preloaded (a query service never loads the document graph, and ingestion never the query one)."""
+
+    engine: Engine = "onnx"
+
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        threads: int | None = None,
+        device: str | None = None,
+        towers: Sequence[Tower] = TOWERS,
+        variant: Variant = "fp32",
+        batch_size: int | None = None,
+    ) -> None:
+        self.directory = Path(directory)
+        self._manifest = read_manifest(self.directory)
+        self.version: str = self._manifest["version"]
+        self.dim: int = int(self._manifest["dim"])
+        self.max_seq_length: int = int(self._manifest["max_seq_length"])
+        self.variant = variant
+        self.threads = threads or 0  # 0: ONNX Runtime's default (one per core)
+        self.providers = providers_for(device)
+        self.device = "cuda" if self.providers[0] != "CPUExecutionProvider" else "cpu"
+        # Texts of one encode call run in chunks of this many, sorted by length so that a chunk
+        # pads little. On CPU, small chunks keep activations in cache (measured in docs/benchmarks.md).
+        self.batch_size = batch_size or (256 if self.device == "cuda" else 16)
+        self._pad_id = int(self._manifest.get("pad_token_id", 0))
+        tokenizer_path = verified_file(self.directory, self._manifest, TOKENIZER_FILE)
+        self._encoding = Tokenizer.from_file(str(tokenizer_path))
+        self._encoding.no_padding()
+        self._encoding.enable_truncation(self.max_seq_length)
+        self._plain: Tokenizer | None = None
+        self._sessions: dict[Tower, ort.InferenceSession] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+        for tower in towers:
+            self._session(tower)
+
+    @classmethod
+    def open(
+        cls,
+        roots: Sequence[str | Path],
+        version: str | None,
+        *,
+        base_model: str | None = None,
+        **options: Any,
+    ) -> OnnxEncoder:
+        if version is None:
+            searched = ", ".join(str(r) for r in roots) or "(no model directories configured)"
+            raise ArtifactError(
+                f"the onnx engine serves published versions only, and none is published in {searched}: "
+                "publish the base model with `python -m twotower.engine.export --base --out <weights dir>` "
+                "or serve with the torch engine"
+            )
+        return cls(find_version(version, roots), **options)
+
+    def _session(self, tower: Tower) -> ort.InferenceSession:
+        session = self._sessions.get(tower)
+        if session is not None:
+            return session
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"model version {self.version} has been released")
+            if tower not in self._sessions:
+                path = verified_file(self.directory, self._manifest, tower_file(tower, self.variant))
+                options = ort.SessionOptions()
+                options.intra_op_num_threads = self.threads
+                options.inter_op_num_threads = 1
+                options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                self._sessions[tower] = ort.InferenceSession(str(path), options, providers=self.providers)
+                log.info(
+                    "onnx %s tower of %s loaded (%s, %s, %d threads)",
+                    tower,
+                    self.version,
+                    self.variant,
+                    self.device,
+                    self.threads,
+                )
+            return self._sessions[tower]
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        if self._plain is None:
+            plain = Tokenizer.from_str(self._encoding.to_str())
+            plain.no_truncation()
+            plain.no_padding()
+            self._plain = plain
+        return self._plain
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode("query", texts)
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode("document", texts)
+
+    def _encode(self, tower: Tower, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        session = self._session(tower)
+        wanted = {i.name for i in session.get_inputs()}
+        encodings = self._encoding.encode_batch(list(texts))
+        order = np.argsort([-len(e.ids) for e in encodings], kind="stable")
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            width = len(encodings[chunk[0]].ids)  # longest first
+            feed = {
+                name: np.full((len(chunk), width), self._pad_id if name == "input_ids" else 0, np.int64)
+                for name in INPUTS
+            }
+            for row, i in enumerate(chunk):
+                e = encodings[i]
+                n = len(e.ids)
+                feed["input_ids"][row, :n] = e.ids
+                feed["attention_mask"][row, :n] = e.attention_mask
+                feed["token_type_ids"][row, :n] = e.type_ids
+            out[chunk] = session.run(["embedding"], {k: v for k, v in feed.items() if k in wanted})[0]
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._sessions.clear()
+        gc.collect()

@@ -1,0 +1,177 @@
+"""The ONNX engine: exported towers match PyTorch, files are checked, it runs without PyTorch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import twotower
+from twotower import ArtifactError, DualTowerWithFC
+from twotower.beir import load_queries
+from twotower.corpus import open_corpus
+from twotower.engine import open_encoder
+from twotower.engine.export import main as export_cli
+from twotower.engine.onnx_engine import MANIFEST_FILE, ONNX_DIR, OnnxEncoder, has_onnx
+from twotower.registry import latest_version
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[DualTowerWithFC, Path]:
+    """A model whose heads are far from the identity, published without ONNX and then exported by
+    the CLI, as an operator exports a version published before the ONNX engine existed."""
+    model = DualTowerWithFC(device="cpu")
+    generator = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for head in (model.query_head, model.doc_head):
+            for param in head.parameters():
+                param.add_(torch.randn(param.shape, generator=generator) * 0.05)
+    root = tmp_path_factory.mktemp("trained")
+    version = twotower.publish(model, root, onnx=False)
+    assert not has_onnx(root / version)
+    assert export_cli(["--weights-dir", str(root)]) == 0
+    return model, root / version
+
+
+@pytest.fixture(scope="module")
+def scifact_texts(scifact_dir: Path) -> tuple[list[str], list[str]]:
+    claims = list(islice(load_queries(scifact_dir).values(), 64))
+    corpus = open_corpus(str(scifact_dir), 24)
+    abstracts = [twotower.format_document(d["text"], d.get("title")) for d in corpus.documents]
+    return claims, abstracts
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(axis=1)
+
+
+def test_fp32_towers_match_pytorch_on_scifact(
+    trained: tuple[DualTowerWithFC, Path], scifact_texts: tuple[list[str], list[str]]
+) -> None:
+    model, directory = trained
+    claims, abstracts = scifact_texts
+    encoder = OnnxEncoder(directory, threads=2)
+    q_onnx, d_onnx = encoder.encode_queries(claims), encoder.encode_documents(abstracts)
+    assert q_onnx.dtype == np.float32 and q_onnx.shape == (len(claims), 384)
+    assert cosines(q_onnx, model.encode_queries(claims)).min() >= 0.999
+    assert cosines(d_onnx, model.encode_documents(abstracts)).min() >= 0.999
+    # Each graph carries its own head: the towers disagree on the same text as PyTorch's do.
+    assert cosines(encoder.encode_documents(claims[:8]), q_onnx[:8]).max() < 0.99
+    # A text alone and in a padded batch give the same vector.
+    alone = np.vstack([encoder.encode_documents([t]) for t in abstracts[:3] + claims[:2]])
+    batched = encoder.encode_documents(abstracts[:3] + claims[:2])
+    np.testing.assert_allclose(alone, batched, atol=1e-4)
+
+
+def test_published_base_serves_like_the_torch_base(published_base: Path) -> None:
+    version = latest_version(published_base)
+    assert version is not None
+    texts = ["effects of sleep on memory", "A list comprehension builds a list in one expression."]
+    onnx = open_encoder([published_base], version, engine="onnx")
+    torch_base = open_encoder([], None, engine="torch", device="cpu")
+    assert onnx.version == torch_base.version == version  # the same content-derived version
+    assert cosines(onnx.encode_queries(texts), torch_base.encode_queries(texts)).min() >= 0.999
+    torch_base.close()
+
+
+def test_concurrent_encodes_are_correct(published_base: Path) -> None:
+    encoder = OnnxEncoder(published_base / str(latest_version(published_base)), threads=1)
+    texts = [f"question number {i} about cells and proteins" for i in range(16)]
+    expected = encoder.encode_queries(texts)
+    results: dict[int, np.ndarray] = {}
+
+    def work(i: int) -> None:
+        results[i] = encoder.encode_queries([texts[i]])[0]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(texts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    np.testing.assert_allclose(np.vstack([results[i] for i in range(len(texts))]), expected, atol=1e-5)
+
+
+def test_loads_only_the_towers_asked_and_refuses_after_close(published_base: Path) -> None:
+    encoder = OnnxEncoder(published_base / str(latest_version(published_base)), towers=("query",))
+    assert set(encoder._sessions) == {"query"}
+    assert encoder.encode_documents([]).shape == (0, 384)
+    encoder.encode_documents(["loaded on first use"])
+    assert set(encoder._sessions) == {"query", "document"}
+    # The tokenizer handed out for passages neither truncates nor pads.
+    assert len(encoder.tokenizer.encode("word " * 600).ids) > 600
+    encoder.close()
+    with pytest.raises(RuntimeError, match="released"):
+        encoder.encode_queries(["too late"])
+
+
+def _copy_version(source: Path, target: Path) -> Path:
+    """A copy of a version directory whose big files are hard links (cheap, same bytes)."""
+    (target / ONNX_DIR).mkdir(parents=True)
+    for path in source.rglob("*"):
+        if path.is_file():
+            os.link(path, target / path.relative_to(source))
+    return target
+
+
+def test_manifest_checks_every_file_and_the_version(published_base: Path, tmp_path: Path) -> None:
+    version = str(latest_version(published_base))
+    copy = _copy_version(published_base / version, tmp_path / version)
+    manifest_path = copy / ONNX_DIR / MANIFEST_FILE
+    manifest = json.loads(manifest_path.read_text())
+
+    tampered = {**manifest, "files": {**manifest["files"], "query.onnx": "0" * 64}}
+    manifest_path.unlink()  # a hard link: replace it, never write through it
+    manifest_path.write_text(json.dumps(tampered))
+    with pytest.raises(ArtifactError, match=r"query\.onnx: sha256"):
+        OnnxEncoder(copy, towers=("query",))
+
+    manifest_path.write_text(json.dumps({**manifest, "version": "0123456789ab"}))
+    with pytest.raises(ArtifactError, match="exported from version '0123456789ab'"):
+        OnnxEncoder(copy)
+
+    manifest_path.unlink()
+    with pytest.raises(ArtifactError, match="no ONNX export"):
+        OnnxEncoder(copy)
+
+
+def test_nothing_published_is_an_error_that_says_what_to_run(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match=r"twotower\.engine\.export --base"):
+        open_encoder([tmp_path], None, engine="onnx")
+
+
+def test_serving_path_runs_without_pytorch(published_base: Path) -> None:
+    """What the torch-free images run: the ONNX engine and both service apps, with torch,
+    transformers and sentence-transformers unimportable."""
+    script = f"""
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {{"torch", "transformers", "sentence_transformers"}}:
+            raise ImportError(f"{{name}} is blocked")
+sys.meta_path.insert(0, Block())
+from twotower.engine import open_encoder
+from twotower.registry import latest_version
+root = {str(published_base)!r}
+encoder = open_encoder([root], latest_version(root), engine="onnx")
+vector = encoder.encode_queries(["does it run without torch?"])
+assert vector.shape == (1, 384), vector.shape
+import services.query.main, services.ingest.main
+services.query.main.create_app()
+services.ingest.main.create_app()
+print("ok", "torch" in sys.modules)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split()[-2:] == ["ok", "False"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.common.multiprocess import mark_worker_dead, prepare_metrics_dir, remove_metrics_dir
 from services.common.settings import ServiceSettings
 
 # uvicorn's own `uvicorn.workers` module is deprecated in favour of the `uvicorn-worker` package.
@@ -16,14 +17,23 @@ def logconfig(level: str) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"plain": {"format": "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"}},
-        "handlers": {"stdout": handler},
+        "formatters": {
+            "plain": {
+                "format": "%(asctime)s [%(process)d] %(levelname)s %(name)s [%(request_id)s]: %(message)s"
+            }
+        },
+        # Every record gets the id of the request it was logged in ("-" outside one).
+        "filters": {"request_id": {"()": "services.common.request_id.RequestIdFilter"}},
+        "handlers": {"stdout": {**handler, "filters": ["request_id"]}},
         "root": {"level": level.upper(), "handlers": ["stdout"]},
         "loggers": {
             # The uvicorn worker copies these two loggers' handlers onto uvicorn's own loggers
             # (and stops them propagating), so they need their own handler.
             "gunicorn.error": {"level": level.upper(), "handlers": ["stdout"], "propagate": False},
-            "gunicorn.access": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
+            # uvicorn's access log (which the worker routes through this logger) is written outside
+            # the request's context, so it could not show the request id: the app writes its own
+            # access line (services.access, see services/common/request_id.py) and this one is off.
+            "gunicorn.access": {"level": "WARNING", "handlers": ["stdout"], "propagate": False},
             # One line per Chroma request is noise; failures surface as our own errors.
             "httpx": {"level": "WARNING"},
             "httpcore": {"level": "WARNING"},
@@ -44,7 +54,10 @@ def gunicorn_options(settings: ServiceSettings) -> dict[str, Any]:
         # gunicorn's control socket defaults to one path per user ($HOME/.gunicorn/gunicorn.ctl):
         # the query and ingestion servers on one host would fight over it, and we do not use it.
         "control_socket_disable": True,
-        "accesslog": "-",
+        # One shared Prometheus directory for all workers (services/common/multiprocess.py).
+        "on_starting": prepare_metrics_dir,
+        "child_exit": mark_worker_dead,
+        "on_exit": remove_metrics_dir,
         "loglevel": settings.log_level,
         "logconfig_dict": logconfig(settings.log_level),
     }

@@ -5,7 +5,9 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from services.common.docs import serve_docs_offline
 from services.common.errors import register_store_errors
+from services.common.observability import instrument_app, observed_lifespan
 from services.common.state import lifespan
 from services.ingest.config import Settings
 from services.ingest.indexer import DocumentNotFoundError
@@ -34,11 +36,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Two-tower search: ingestion API",
         description=DESCRIPTION,
         version="1.0.0",
-        lifespan=lifespan(settings),
+        lifespan=observed_lifespan("ingest", lifespan(settings)),
+        # Served by serve_docs_offline below, without a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     register_store_errors(app)
     app.add_exception_handler(DocumentNotFoundError, _not_found)
     app.include_router(health.router)
     app.include_router(documents.router)
     app.include_router(stats.router)
+    serve_docs_offline(app)
+    instrument_app(app, "ingest")
     return app

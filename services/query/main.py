@@ -6,7 +6,9 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
+from services.common.docs import serve_docs_offline
 from services.common.errors import register_store_errors, unavailable
+from services.common.observability import instrument_app, observed_lifespan
 from services.common.state import lifespan
 from services.query.config import Settings
 from services.query.deps import get_state
@@ -39,7 +41,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Two-tower search: query API",
         description=DESCRIPTION,
         version="1.0.0",
-        lifespan=lifespan(settings),
+        lifespan=observed_lifespan("query", lifespan(settings)),
+        # Served by serve_docs_offline below, without a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.add_middleware(
         CORSMiddleware,
@@ -51,4 +56,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(CollectionMissing, _collection_missing)
     app.include_router(health.router)
     app.include_router(search.router)
+    serve_docs_offline(app)
+    instrument_app(app, "query")
     return app

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path
 from fastapi.exceptions import RequestValidationError
 
 from services.common.errors import STORE_RESPONSES
+from services.common.metrics import count_deleted, count_ingested
 from services.ingest.deps import StateDep, WriteAccess
 from services.ingest.indexer import delete_document, fetch_document, index_documents
 from services.ingest.schemas import (
@@ -57,7 +58,9 @@ def upsert_documents(body: IngestRequest, state: StateDep) -> IngestResponse:
                 }
             ]
         )
-    return index_documents(state, body.documents)
+    response = index_documents(state, body.documents)
+    count_ingested("ingest", response.upserted)
+    return response
 
 
 @router.get("/{doc_id:path}", responses={**_NOT_FOUND, **STORE_RESPONSES}, summary="Read one document")
@@ -72,4 +75,6 @@ def get_document(doc_id: DocIdPath, state: StateDep) -> DocumentOut:
     summary="Delete one document",
 )
 def remove_document(doc_id: DocIdPath, state: StateDep) -> DeleteResponse:
-    return delete_document(state, doc_id)
+    response = delete_document(state, doc_id)
+    count_deleted("ingest")
+    return response

@@ -1,0 +1,192 @@
+"""Prometheus metrics of both services, served at `GET /metrics`.
+
+Every series carries a `service` label (query, ingest). Under gunicorn the workers share one
+multi-process directory (`PROMETHEUS_MULTIPROC_DIR`, prepared by the gunicorn config before any
+worker starts, see services/common/multiprocess.py), so a scrape answered by any worker counts
+every worker's requests. Without it (one uvicorn process, the tests) the default registry is used.
+
+The index layer (twotower.index) and the engines stay free of Prometheus: the store reports each
+Chroma call to an observer callback, and the encoder is wrapped here.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+import numpy as np
+from fastapi import APIRouter, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from tokenizers import Tokenizer
+
+from twotower.engine import Encoder
+
+# Requests that matched no route are counted under this one label, not under their raw path: a
+# scanner probing random paths must not create a series per path.
+UNMATCHED = "unmatched"
+
+HTTP_REQUESTS = Counter(
+    "twotower_http_requests_total",
+    "HTTP requests answered, by route template and status",
+    ["service", "method", "route", "status"],
+)
+HTTP_SECONDS = Histogram(
+    "twotower_http_request_duration_seconds",
+    "Time from a request's arrival to the end of its response, by route template and status",
+    ["service", "method", "route", "status"],
+)
+EMBED_SECONDS = Histogram(
+    "twotower_embedding_seconds",
+    "Time one call of a tower took to embed a batch of texts",
+    ["service", "tower"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+EMBED_TEXTS = Counter("twotower_embedded_texts_total", "Texts embedded, by tower", ["service", "tower"])
+CHROMA_SECONDS = Histogram(
+    "twotower_chroma_seconds",
+    "Time one call to the Chroma server took, by operation and outcome (ok, error)",
+    ["service", "operation", "outcome"],
+)
+DOCUMENTS_INGESTED = Counter(
+    "twotower_documents_ingested_total", "Documents stored (upserted) in Chroma", ["service"]
+)
+DOCUMENTS_DELETED = Counter("twotower_documents_deleted_total", "Documents deleted from Chroma", ["service"])
+# 1 for the version a live worker serves; a swap sets the previous version to 0. Across workers the
+# largest value counts, so during a rolling swap both versions read 1.
+MODEL_INFO = Gauge(
+    "twotower_model_info",
+    "The model version (and engine) the service serves: 1 = served now",
+    ["service", "version", "engine"],
+    multiprocess_mode="livemax",
+)
+
+_served: dict[str, tuple[str, str]] = {}
+
+
+def set_model_version(service: str, version: str, engine: str) -> None:
+    """Record the model version `service` serves from now on (at start-up, and on a hot swap)."""
+    previous = _served.get(service)
+    if previous == (version, engine):
+        return
+    if previous is not None:
+        MODEL_INFO.labels(service, *previous).set(0)
+    MODEL_INFO.labels(service, version, engine).set(1)
+    _served[service] = (version, engine)
+
+
+def count_ingested(service: str, n: int) -> None:
+    DOCUMENTS_INGESTED.labels(service).inc(n)
+
+
+def count_deleted(service: str, n: int = 1) -> None:
+    DOCUMENTS_DELETED.labels(service).inc(n)
+
+
+def chroma_observer(service: str) -> Callable[[str, float, bool], None]:
+    """The callback for `ChromaStore.observer`: called with (operation, seconds, ok) after each call."""
+
+    def observe(operation: str, seconds: float, ok: bool) -> None:
+        CHROMA_SECONDS.labels(service, operation, "ok" if ok else "error").observe(seconds)
+
+    return observe
+
+
+class TimedEncoder:
+    """An Encoder that times each tower call; everything else is the wrapped encoder's."""
+
+    def __init__(self, inner: Encoder, service: str) -> None:
+        self.inner, self.service = inner, service
+        self.engine, self.version = inner.engine, inner.version
+        self.dim, self.max_seq_length = inner.dim, inner.max_seq_length
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self.inner.tokenizer
+
+    @contextmanager
+    def _timed(self, tower: str, n: int) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        EMBED_SECONDS.labels(self.service, tower).observe(time.perf_counter() - started)
+        EMBED_TEXTS.labels(self.service, tower).inc(n)
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        with self._timed("query", len(texts)):
+            return self.inner.encode_queries(texts)
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        with self._timed("document", len(texts)):
+            return self.inner.encode_documents(texts)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def instrument_encoder(encoder: Encoder, service: str) -> Encoder:
+    """`encoder` with its tower calls timed (idempotent), to install wherever an encoder is opened."""
+    return encoder if isinstance(encoder, TimedEncoder) else TimedEncoder(encoder, service)
+
+
+class HttpMetricsMiddleware:
+    """Counts and times every HTTP request by method, route template (e.g. `/documents/{doc_id:path}`)
+    and status. Pure ASGI: the route is known only once the router has matched the request."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app, self.service = app, service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # an exception before the response started ends as a 500
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            route = scope.get("route")
+            template = route.path if isinstance(route, BaseRoute) and hasattr(route, "path") else UNMATCHED
+            labels = (self.service, scope["method"], template, str(status))
+            HTTP_REQUESTS.labels(*labels).inc()
+            HTTP_SECONDS.labels(*labels).observe(time.perf_counter() - started)
+
+
+def _registry() -> CollectorRegistry:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Every worker's values, read from the shared directory at each scrape.
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return registry
+    return REGISTRY
+
+
+router = APIRouter(tags=["service"])
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (text exposition format)",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+)
+def metrics() -> Response:
+    return Response(generate_latest(_registry()), media_type=CONTENT_TYPE_LATEST)

@@ -12,7 +12,7 @@ from services.common.observability import instrument_app, observed_lifespan
 from services.common.state import lifespan
 from services.query.config import Settings
 from services.query.deps import get_state
-from services.query.routes import health, search
+from services.query.routes import health, search, ui
 from services.query.search import not_indexed
 from twotower.index.store import CollectionMissing
 
@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(CollectionMissing, _collection_missing)
     app.include_router(health.router)
     app.include_router(search.router)
+    app.include_router(ui.router)
     serve_docs_offline(app)
     instrument_app(app, "query")
     return app

@@ -1,50 +1,143 @@
-"""HTTP answers for the store's errors, shared by both services.
+"""Error answers both services share, and their OpenAPI descriptions.
 
-A Chroma server that is down or failing is a 503 with the reason (never a 500); a `where` filter
-that Chroma rejects is the client's fault, a 422 shaped like FastAPI's own validation errors.
+Every error body is small, encodable and says what the client can do:
+
+* 422: FastAPI's shape (`detail`: list of `{type, loc, msg}`) without `input` or `ctx`, so a
+  50 MB field is never echoed back and a NaN or a lone surrogate in the input cannot break the
+  encoding; `msg` and `loc` are bounded.
+* 503 (+ Retry-After): Chroma unreachable or failed, or the worker is at its backpressure limit.
+  The body names no internal address and carries no upstream error text; those go to the log.
+* A `where` filter or data that Chroma itself refuses is the client's 422, never a 503.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
+from services.common.backpressure import Overloaded
 from twotower.index.store import InvalidFilter, StoreUnavailable
 
-# Seconds a client should wait before retrying a 503.
+log = logging.getLogger(__name__)
+
+# Seconds a client should wait before retrying a 503 from the store.
 RETRY_AFTER_S = 5
+MAX_MSG_CHARS = 300
+MAX_LOC_CHARS = 100
+MAX_ISSUES = 20
+STORE_DOWN = "the search index (Chroma) is unavailable; nothing was changed by this request, retry later"
 
 
-def unavailable(detail: str) -> JSONResponse:
+class ErrorBody(BaseModel):
+    detail: str = Field(description="What went wrong, for a person to read")
+
+
+class ValidationIssue(BaseModel):
+    type: str = Field(examples=["string_too_long"])
+    loc: list[str | int] = Field(description="Where: body, field path", examples=[["body", "query"]])
+    msg: str = Field(description="What is wrong, naming the limit", examples=["at most 2000 characters"])
+
+
+class ValidationErrorBody(BaseModel):
+    detail: list[ValidationIssue]
+
+
+def bounded(text: str, limit: int = MAX_MSG_CHARS) -> str:
+    """At most `limit` characters, and always encodable (a lone surrogate becomes an escape)."""
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def unavailable(detail: str, retry_after: int = RETRY_AFTER_S) -> JSONResponse:
     return JSONResponse(
-        status_code=503, content={"detail": detail}, headers={"Retry-After": str(RETRY_AFTER_S)}
+        status_code=503, content={"detail": bounded(detail)}, headers={"Retry-After": str(retry_after)}
     )
 
 
+def validation_error(issues: Sequence[dict[str, Any]]) -> JSONResponse:
+    shown = []
+    for issue in issues[:MAX_ISSUES]:
+        msg = str(issue.get("msg", ""))
+        if issue.get("type") == "json_invalid" and isinstance(issue.get("ctx"), dict):
+            msg = f"{msg}: {issue['ctx'].get('error', '')}"
+        loc = [p if isinstance(p, int) else bounded(str(p), MAX_LOC_CHARS) for p in issue.get("loc", ())]
+        shown.append(
+            {"type": bounded(str(issue.get("type", "invalid")), 64), "loc": loc, "msg": bounded(msg)}
+        )
+    return JSONResponse(status_code=422, content={"detail": shown})
+
+
+async def _validation_failed(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return validation_error(exc.errors())
+
+
 async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    return unavailable(str(exc))
+    # The reason (address, upstream text) is for operators, not clients.
+    log.warning("%s %s: 503, %s", request.method, request.url.path, exc)
+    return unavailable(STORE_DOWN)
 
 
 async def _invalid_filter(request: Request, exc: Exception) -> JSONResponse:
-    error = {"type": "invalid_filter", "loc": ["body", "where"], "msg": f"invalid where filter: {exc}"}
-    return JSONResponse(status_code=422, content={"detail": [error]})
+    log.info("%s %s: Chroma refused the filter: %s", request.method, request.url.path, exc)
+    issue = {"type": "invalid_filter", "loc": ["body", "where"], "msg": f"invalid where filter: {exc}"}
+    return validation_error([issue])
 
 
-def register_store_errors(app: FastAPI) -> None:
+async def _overloaded(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Overloaded)
+    return unavailable(str(exc), retry_after=exc.retry_after_s)
+
+
+def register_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation_failed)
     app.add_exception_handler(StoreUnavailable, _store_unavailable)
     app.add_exception_handler(InvalidFilter, _invalid_filter)
+    app.add_exception_handler(Overloaded, _overloaded)
 
 
-# For the OpenAPI `responses=` of routes that reach Chroma.
-STORE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    503: {
-        "description": "The Chroma server is unreachable or failed; nothing was changed. Retry later.",
-        "content": {
-            "application/json": {
-                "example": {"detail": "Chroma server at http://chroma:8000 is unreachable (upsert): ..."}
-            }
-        },
+# The old name, for callers not yet moved.
+register_store_errors = register_error_handlers
+
+
+Responses = dict[int | str, dict[str, Any]]
+
+
+def described(status: int, description: str, example: str, model: type[BaseModel] = ErrorBody) -> Responses:
+    return {
+        status: {
+            "model": model,
+            "description": description,
+            "content": {"application/json": {"example": {"detail": example}}},
+        }
     }
+
+
+# For the OpenAPI `responses=` of the routes: every status a route can answer, with its body.
+STORE_RESPONSES: Responses = described(
+    503,
+    "Chroma is unreachable, stalled or failed, or this worker is at its backpressure limit; "
+    "nothing was changed. Retry after the `Retry-After` seconds.",
+    STORE_DOWN,
+)
+BODY_RESPONSES: Responses = {
+    **described(
+        413,
+        "The body is larger than the service's limit (`*_MAX_BODY_BYTES`); refused before it is read.",
+        "request body is larger than 65536 bytes (QUERY_MAX_BODY_BYTES)",
+    ),
+    422: {
+        "model": ValidationErrorBody,
+        "description": "Invalid input: `loc` names the field, `msg` the limit",
+    },
 }
+UNAUTHORIZED: Responses = described(
+    401, "INGEST_API_KEY is set and X-API-Key is missing or wrong", "missing X-API-Key header"
+)

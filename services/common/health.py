@@ -2,22 +2,30 @@
 
 Readiness is an ordered list of named checks; a service adds its own (the query service checks
 that its model version's collection exists). The first failing check gives the 503's reason, and
-the checks after it are not run (they would only repeat it).
+the checks after it are not run (they would only repeat it). Liveness and readiness never wait
+behind the model or a stalled Chroma: see `service_router` and `ReadinessMonitor`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Depends, Response, status
+import anyio
+from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, Field
 
 from services.common.state import ServiceState
 from twotower.index.store import CollectionMissing, StoreUnavailable
 
+log = logging.getLogger(__name__)
+
 # A check returns a short description of what it found, or raises one of these.
 Probe = Callable[[], str]
+# /readyz waits at most this long for its checks: a stalled Chroma is "not ready", not a hang.
+READY_TIMEOUT_S = 2.0
 
 
 class CheckFailedError(Exception):
@@ -27,7 +35,7 @@ class CheckFailedError(Exception):
 class Check(BaseModel):
     name: str = Field(description="What was checked", examples=["chroma"])
     ok: bool
-    detail: str = Field(description="What the check found", examples=["reachable at http://chroma:8000"])
+    detail: str = Field(description="What the check found", examples=["reachable"])
 
 
 class Readiness(BaseModel):
@@ -60,7 +68,7 @@ def base_probes(state: ServiceState) -> dict[str, Probe]:
 
     def chroma() -> str:
         state.store.heartbeat()
-        return f"reachable at {state.store.address}"
+        return "reachable"
 
     return {"model": model, "chroma": chroma}
 
@@ -75,9 +83,36 @@ def check_readiness(state: ServiceState, probes: dict[str, Probe]) -> Readiness:
         try:
             checks.append(Check(name=name, ok=True, detail=probe()))
         except (CheckFailedError, StoreUnavailable, CollectionMissing) as exc:
-            failed = f"{name}: {exc}"
-            checks.append(Check(name=name, ok=False, detail=str(exc)))
+            if isinstance(exc, StoreUnavailable):
+                # Chroma's address and raw errors are for the log, not for whoever calls /readyz.
+                log.warning("readiness check %s failed: %s", name, exc)
+                reason = "Chroma is unreachable, stalled or failing (details in the service log)"
+            else:
+                reason = str(exc)
+            failed = f"{name}: {reason}"
+            checks.append(Check(name=name, ok=False, detail=reason))
     return Readiness(ready=failed is None, model_version=state.version, detail=failed, checks=checks)
+
+
+class ReadinessMonitor:
+    """Runs the readiness checks off the event loop and off the request thread pool (which may be
+    full of model work) and waits at most READY_TIMEOUT_S for them. Probes that arrive while a
+    check runs share its result, so a burst of probes costs Chroma one round of checks, and a
+    stalled check is never started twice."""
+
+    def __init__(self, run: Callable[[], Readiness]) -> None:
+        self._run = run
+        self._limiter = anyio.CapacityLimiter(1)  # one check at a time, on its own thread
+        self._pending: asyncio.Future[Readiness] | None = None
+
+    async def current(self, model_version: str) -> Readiness:
+        if self._pending is None or self._pending.done():
+            self._pending = asyncio.ensure_future(anyio.to_thread.run_sync(self._run, limiter=self._limiter))
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._pending), READY_TIMEOUT_S)
+        except TimeoutError:
+            detail = f"readiness checks did not finish within {READY_TIMEOUT_S:g}s (Chroma stalled?)"
+            return Readiness(ready=False, model_version=model_version, detail=detail, checks=[])
 
 
 def service_router(
@@ -86,18 +121,21 @@ def service_router(
     probes: Callable[[ServiceState[Any]], dict[str, Probe]],
     ready_summary: str,
 ) -> APIRouter:
-    """GET / (welcome), GET /healthz (alive) and GET /readyz (`probes`, in order) for a service."""
+    """GET / (welcome), GET /healthz (alive) and GET /readyz (`probes`, in order) for a service.
+
+    All three are `async` and take no synchronous dependency: they answer on the event loop and
+    never wait for a thread of the pool that the model routes use."""
     router = APIRouter(tags=["service"])
-    state_dep = Depends(get_state)
 
     @router.get("/", summary="What this service is")
-    def welcome(state: ServiceState[Any] = state_dep) -> Welcome:
+    async def welcome(request: Request) -> Welcome:
+        state = get_state(request)
         return Welcome(
             service=service, model_version=state.version, collection=state.collection, docs="/docs"
         )
 
-    @router.get("/healthz", summary="Liveness: the process answers")
-    def healthz() -> Liveness:
+    @router.get("/healthz", summary="Liveness: the process answers (never waits for the model or Chroma)")
+    async def healthz() -> Liveness:
         return Liveness()
 
     @router.get(
@@ -105,8 +143,13 @@ def service_router(
         summary=ready_summary,
         responses={503: {"model": Readiness, "description": "Not ready; `detail` says why"}},
     )
-    def readyz(response: Response, state: ServiceState[Any] = state_dep) -> Readiness:
-        readiness = check_readiness(state, probes(state))
+    async def readyz(request: Request, response: Response) -> Readiness:
+        state = get_state(request)
+        monitor: ReadinessMonitor | None = getattr(request.app.state, "readiness", None)
+        if monitor is None:
+            monitor = ReadinessMonitor(lambda: check_readiness(state, probes(state)))
+            request.app.state.readiness = monitor
+        readiness = await monitor.current(state.version)
         if not readiness.ready:
             response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
         return readiness

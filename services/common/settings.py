@@ -41,6 +41,12 @@ class ServiceSettings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535, description="Port gunicorn binds")
     workers: int = Field(default=1, ge=1, description="gunicorn worker processes (each loads the model)")
     log_level: LogLevel = "info"
+    max_pending: int = Field(
+        default=64,
+        ge=1,
+        description="Requests one worker admits to the model at once (running or waiting); "
+        "past it, 503 with Retry-After",
+    )
 
     @field_validator("model_version", "device", mode="before")
     @classmethod

@@ -6,7 +6,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServiceSettings
-from twotower.limits import MAX_DOCUMENTS_CEILING
+from twotower.limits import INGEST_MAX_BODY_BYTES, MAX_DOCUMENTS_CEILING
 
 
 class Settings(ServiceSettings):
@@ -14,6 +14,15 @@ class Settings(ServiceSettings):
 
     port: int = Field(default=8001, ge=1, le=65535, description="Port gunicorn binds")
     max_documents_per_request: int = Field(default=1000, ge=1, le=MAX_DOCUMENTS_CEILING)
+    max_body_bytes: int = Field(
+        default=INGEST_MAX_BODY_BYTES, ge=1024, description="Largest request body; larger is a 413"
+    )
+    max_pending: int = Field(
+        default=8,
+        ge=1,
+        description="POST /documents requests one worker admits at once (running or waiting); "
+        "past it, 503 with Retry-After",
+    )
     api_key: SecretStr | None = Field(
         default=None, description="When set, POST and DELETE need it in the X-API-Key header (401 otherwise)"
     )

@@ -7,9 +7,11 @@ from fastapi.responses import JSONResponse
 
 from services.common.docs import serve_docs_offline
 from services.common.errors import register_store_errors
+from services.common.limits import RequestGuard
 from services.common.observability import instrument_app, observed_lifespan
 from services.common.state import lifespan
 from services.ingest.config import Settings
+from services.ingest.deps import write_guard
 from services.ingest.indexer import DocumentNotFoundError
 from services.ingest.routes import documents, health, stats
 
@@ -40,6 +42,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Served by serve_docs_offline below, without a CDN.
         docs_url=None,
         redoc_url=None,
+    )
+    # The key (401) and the body size (413) are checked before the body is read.
+    app.add_middleware(
+        RequestGuard,
+        max_body_bytes=settings.max_body_bytes,
+        setting="INGEST_MAX_BODY_BYTES",
+        authorize=write_guard(settings),
     )
     register_store_errors(app)
     app.add_exception_handler(DocumentNotFoundError, _not_found)

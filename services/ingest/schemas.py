@@ -9,13 +9,19 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from twotower.index.store import MetadataValue
 from twotower.limits import (
+    ID_CHARSET,
+    INT64_MAX,
+    INT64_MIN,
     MAX_DOCUMENTS_CEILING,
     MAX_ID_CHARS,
-    MAX_METADATA_KEY_CHARS,
     MAX_METADATA_KEYS,
+    MAX_METADATA_TOTAL_CHARS,
+    MAX_METADATA_VALUE_CHARS,
     MAX_TEXT_CHARS,
     MAX_TITLE_CHARS,
-    RESERVED_METADATA_PREFIXES,
+    id_problem,
+    metadata_problem,
+    surrogate_problem,
 )
 
 
@@ -25,47 +31,60 @@ def _not_blank(value: str) -> str:
     return value
 
 
-_JSON_KINDS = {dict: "an object", list: "an array", type(None): "null"}
-
-
-def _flat_metadata(value: object) -> object:
-    # Runs before the type check, so a nested value gets one clear message instead of one error
-    # per member of the scalar union.
-    if not isinstance(value, dict):
-        return value  # the dict type check reports it
-    for key, item in value.items():
-        if item is None or not isinstance(item, str | int | float | bool):
-            kind = _JSON_KINDS.get(type(item), type(item).__name__)
-            raise ValueError(f"metadata values must be a string, number or boolean; {key!r} is {kind}")
-        if not isinstance(key, str) or not key or len(key) > MAX_METADATA_KEY_CHARS:
-            raise ValueError(f"metadata keys must have 1 to {MAX_METADATA_KEY_CHARS} characters, got {key!r}")
-        if key.startswith(RESERVED_METADATA_PREFIXES):
-            reserved = " or ".join(repr(p) for p in RESERVED_METADATA_PREFIXES)
-            raise ValueError(f"metadata key {key!r} is reserved: keys may not start with {reserved}")
+def _valid_unicode(value: str) -> str:
+    if (problem := surrogate_problem(value)) is not None:
+        raise ValueError(problem)
     return value
 
 
+def valid_id(value: str) -> str:
+    if (problem := id_problem(value)) is not None:
+        raise ValueError(problem)
+    return value
+
+
+def _valid_metadata(value: object) -> object:
+    # Runs before the type check, so a nested value gets one clear message instead of one error
+    # per member of the scalar union, and keys, sizes and number ranges are checked in one place.
+    if isinstance(value, dict) and (problem := metadata_problem(value)) is not None:
+        raise ValueError(problem)
+    return value  # not a dict: the type check reports it
+
+
+# For the OpenAPI schema (and fuzzers): the characters no id may hold; `id_problem` is the rule.
+ID_PATTERN = r"^[^/\\#?%\s\x00-\x1f\x7f]+$"
+ID_DESCRIPTION = (
+    f"Your id, 1 to {MAX_ID_CHARS} characters: {ID_CHARSET}. It is one path segment of "
+    "GET/DELETE /documents/{id}. Posting it again replaces the document."
+)
 DocumentId = Annotated[
     str,
-    Field(min_length=1, max_length=MAX_ID_CHARS, description="Your id; posting it again replaces it"),
-    AfterValidator(_not_blank),
+    Field(
+        min_length=1,
+        max_length=MAX_ID_CHARS,
+        description=ID_DESCRIPTION,
+        json_schema_extra={"pattern": ID_PATTERN},
+    ),
+    AfterValidator(valid_id),
 ]
-# Scalars only: Chroma stores flat metadata, and JSON NaN/Infinity would not round-trip.
+# Scalars only: Chroma stores flat metadata; integers are int64 there; NaN/Infinity would not round-trip.
 MetadataScalar = (
-    Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
+    Annotated[str, Field(max_length=MAX_METADATA_VALUE_CHARS)]
     | bool
-    | int
+    | Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
     | Annotated[float, Field(allow_inf_nan=False)]
 )
 Metadata = Annotated[
     dict[str, MetadataScalar],
     Field(
         max_length=MAX_METADATA_KEYS,
-        description="Flat key → str/int/float/bool; keys may not start with '_' or 'chroma:'. "
-        "Usable in the query service's `where` filter.",
+        description=f"Flat key → str/int/float/bool, at most {MAX_METADATA_KEYS} keys of 1 to 128 "
+        f"characters, string values of at most {MAX_METADATA_VALUE_CHARS:,} characters and "
+        f"{MAX_METADATA_TOTAL_CHARS:,} characters in all, integers within int64, finite numbers. "
+        "Keys may not start with '_', 'chroma:', '$' or '#'. Usable in the query service's `where` filter.",
         examples=[{"source": "handbook", "year": 2024, "public": True}],
     ),
-    BeforeValidator(_flat_metadata),
+    BeforeValidator(_valid_metadata),
 ]
 
 
@@ -77,8 +96,9 @@ class DocumentIn(BaseModel):
         str,
         Field(max_length=MAX_TEXT_CHARS, description="The body; embedded (with the title) and stored"),
         AfterValidator(_not_blank),
+        AfterValidator(_valid_unicode),
     ]
-    title: str | None = Field(
+    title: Annotated[str, AfterValidator(_valid_unicode)] | None = Field(
         default=None, max_length=MAX_TITLE_CHARS, description="Optional title, embedded too"
     )
     metadata: Metadata = Field(default_factory=dict)
@@ -114,7 +134,7 @@ class IngestRequest(BaseModel):
     def _unique_ids(cls, documents: list[DocumentIn]) -> list[DocumentIn]:
         duplicates = sorted(i for i, n in Counter(d.id for d in documents).items() if n > 1)
         if duplicates:
-            shown = ", ".join(repr(i) for i in duplicates[:10])
+            shown = ", ".join(repr(i[:64]) for i in duplicates[:10])
             raise ValueError(f"document ids must be unique within a request; duplicated: {shown}")
         return documents
 

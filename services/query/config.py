@@ -9,12 +9,16 @@ from pydantic import Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from services.common.settings import ServiceSettings
+from twotower.limits import QUERY_MAX_BODY_BYTES
 
 
 class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="QUERY_")
 
     port: int = Field(default=8000, ge=1, le=65535, description="Port gunicorn binds")
+    max_body_bytes: int = Field(
+        default=QUERY_MAX_BODY_BYTES, ge=1024, description="Largest request body; larger is a 413"
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default=["*"],
         description='Origins allowed to call the API from a browser: "*", a comma-separated list, or JSON',

@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 
 from services.common.docs import serve_docs_offline
 from services.common.errors import register_store_errors, unavailable
+from services.common.limits import RequestGuard
 from services.common.observability import instrument_app, observed_lifespan
 from services.common.state import lifespan
 from services.query.config import Settings
@@ -46,6 +47,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+    # Inside CORS, so that a 413 still carries the CORS headers a browser needs to read it.
+    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes, setting="QUERY_MAX_BODY_BYTES")
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,

@@ -7,15 +7,39 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from twotower.index.store import MetadataValue
-
-MAX_QUERY_CHARS = 2_000
-MAX_K = 100
+from twotower.limits import (
+    MAX_K,
+    MAX_QUERY_CHARS,
+    MAX_WHERE_CONDITIONS,
+    MAX_WHERE_DEPTH,
+    MAX_WHERE_LIST,
+    surrogate_problem,
+    where_problem,
+)
 
 
 def _not_blank(value: str) -> str:
     if not value:
         raise ValueError("must not be empty or whitespace only")
+    if (problem := surrogate_problem(value)) is not None:
+        raise ValueError(problem)
     return value
+
+
+def _valid_where(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    # Chroma's own grammar, checked here: a bad filter is the client's 422, never Chroma's error.
+    if value and (problem := where_problem(value)) is not None:
+        raise ValueError(problem)
+    return value or None
+
+
+WHERE_DESCRIPTION = (
+    "Optional metadata filter, Chroma's grammar: `{field: value}`, `{field: {op: operand}}` with op "
+    "$eq, $ne (string, number or boolean), $gt, $gte, $lt, $lte (number), $in, $nin (list of 1 to "
+    f'{MAX_WHERE_LIST} values of one type), or `{{"$and" | "$or": [filter, filter, ...]}}`. '
+    f"Each object has exactly one key; at most {MAX_WHERE_DEPTH} levels of $and/$or and "
+    f"{MAX_WHERE_CONDITIONS} conditions; numbers within int64 and finite. An invalid filter is a 422."
+)
 
 
 class SearchRequest(BaseModel):
@@ -40,12 +64,11 @@ class SearchRequest(BaseModel):
         description="dense: nearest documents by the towers' cosine distance. hybrid: the dense "
         "candidates re-ranked by fusing the dense ranking with BM25 over those candidates (RRF).",
     )
-    where: dict[str, Any] | None = Field(
+    where: Annotated[dict[str, Any] | None, AfterValidator(_valid_where)] = Field(
         default=None,
-        description="Optional Chroma metadata filter on the documents' metadata, e.g. "
-        '`{"source": "faq"}`, `{"year": {"$gte": 2020}}`, `{"$and": [...]}`. '
-        "An invalid filter is a 422.",
-        examples=[{"source": "faq"}],
+        description=WHERE_DESCRIPTION,
+        examples=[{"source": "faq"}, {"$and": [{"source": "faq"}, {"year": {"$gte": 2020}}]}],
+        json_schema_extra={"maxProperties": 1},
     )
 
 

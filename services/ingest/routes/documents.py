@@ -6,17 +6,21 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 from fastapi.exceptions import RequestValidationError
+from pydantic import AfterValidator
 
-from services.common.errors import STORE_RESPONSES
+from services.common.backpressure import model_route
+from services.common.errors import BODY_RESPONSES, STORE_RESPONSES, UNAUTHORIZED
 from services.common.metrics import count_deleted, count_ingested
 from services.ingest.deps import StateDep, WriteAccess
 from services.ingest.indexer import delete_document, fetch_document, index_documents
 from services.ingest.schemas import (
+    ID_DESCRIPTION,
     MAX_ID_CHARS,
     DeleteResponse,
     DocumentOut,
     IngestRequest,
     IngestResponse,
+    valid_id,
 )
 
 router = APIRouter(prefix="/documents", tags=["documents"])
@@ -29,17 +33,22 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
         },
     }
 }
-_UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
-    401: {"description": "INGEST_API_KEY is set and X-API-Key is missing or wrong"}
-}
-# `:path` so that ids containing "/" work too.
-DocIdPath = Annotated[str, Path(min_length=1, max_length=MAX_ID_CHARS, description="Document id")]
+_UNAUTHORIZED = UNAUTHORIZED
+# `:path`, so that an id with a "/" (which no stored id has) is a 422 naming the rule, not a 404.
+DocIdPath = Annotated[
+    str,
+    Path(min_length=1, max_length=MAX_ID_CHARS, description=ID_DESCRIPTION),
+    AfterValidator(valid_id),
+]
 
 
-@router.post(
+# POST runs the document tower: it passes the worker's backpressure gate first (model_route).
+@model_route(
+    router,
     "",
+    methods=["POST"],
     dependencies=[WriteAccess],
-    responses={**_UNAUTHORIZED, **STORE_RESPONSES},
+    responses={**_UNAUTHORIZED, **BODY_RESPONSES, **STORE_RESPONSES},
     summary="Embed and store documents (upsert)",
 )
 def upsert_documents(body: IngestRequest, state: StateDep) -> IngestResponse:

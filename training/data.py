@@ -6,9 +6,9 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from training.retrieval import BM25
 from twotower import format_document
 from twotower.beir import BeirDoc
+from twotower.lexical import BM25
 
 
 @dataclass(frozen=True)

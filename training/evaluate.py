@@ -18,9 +18,10 @@ from typing import Any
 
 from training.data import doc_text
 from training.metrics import evaluate_run
-from training.retrieval import BM25, dense_search
+from training.retrieval import dense_search
 from twotower import DualTowerWithFC, ModelConfig, latest_version, load_published, model_version
 from twotower.beir import load_corpus, load_qrels, load_queries
+from twotower.lexical import BM25
 
 log = logging.getLogger("training.evaluate")
 SYSTEMS = ("latest", "base", "bm25")

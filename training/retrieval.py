@@ -1,32 +1,14 @@
-"""Exhaustive dense retrieval and the BM25 baseline over an in-memory corpus."""
+"""Exhaustive dense retrieval and the BM25 baseline over an in-memory corpus (BM25 itself lives in
+`twotower.lexical`, shared with the query service's hybrid mode so both tokenise alike)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import bm25s
 import numpy as np
-import Stemmer
 import torch
 
 from twotower import DualTowerWithFC
-
-
-class BM25:
-    """bm25s with English stopwords and the Snowball English stemmer (the reference setup)."""
-
-    def __init__(self, doc_ids: Sequence[str], texts: Sequence[str]) -> None:
-        self.doc_ids = list(doc_ids)
-        self.stemmer = Stemmer.Stemmer("english")
-        self.retriever = bm25s.BM25()
-        tokens = bm25s.tokenize(list(texts), stopwords="en", stemmer=self.stemmer, show_progress=False)
-        self.retriever.index(tokens, show_progress=False)
-
-    def search(self, queries: Sequence[str], k: int) -> list[list[str]]:
-        k = min(k, len(self.doc_ids))
-        tokens = bm25s.tokenize(list(queries), stopwords="en", stemmer=self.stemmer, show_progress=False)
-        indices, _ = self.retriever.retrieve(tokens, k=k, show_progress=False)
-        return [[self.doc_ids[int(i)] for i in row] for row in indices]
 
 
 def top_k(query_emb: np.ndarray, doc_emb: np.ndarray, doc_ids: Sequence[str], k: int) -> list[list[str]]:

@@ -1,7 +1,10 @@
 """The ingestion service's work: embed with the document tower, store in Chroma, read back, delete.
 
-One function per route; each either completes against Chroma or raises (StoreUnavailable → 503),
-so a response never acknowledges a document that was not stored.
+Writes go through `IndexWriter`, which follows the serving pointer: into the served version's
+collection and, while a rollout migrates to another version, into that version's too (with its own
+document tower), before the answer. Each function either completes against Chroma or raises
+(StoreUnavailable → 503; PartialWrite → 503 naming the ids that were stored), so a response never
+acknowledges a document that was not stored.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ from services.ingest.schemas import (
     DocumentIn,
     DocumentOut,
     IngestResponse,
+    MigrationStatus,
     StatsResponse,
 )
-from twotower import format_document
-from twotower.index.store import CollectionMissing, Record
+from twotower.index.documents import Document
+from twotower.index.migration import IndexWriter
+from twotower.index.store import CollectionMissing
 
 log = logging.getLogger(__name__)
 
@@ -29,42 +34,75 @@ class DocumentNotFoundError(LookupError):
     """No document with this id in this model version's collection: a 404."""
 
 
+def writer(state: State) -> IndexWriter:
+    return IndexWriter(
+        state.store,
+        state.models.get,
+        state.passage_config,
+        finalize_wait_s=state.settings.finalize_wait_s,
+    )
+
+
 def index_documents(state: State, documents: list[DocumentIn]) -> IngestResponse:
     # Fail fast when Chroma is down, before spending seconds on embeddings nobody will store.
     state.store.heartbeat()
-    texts = [format_document(d.text, d.title) for d in documents]
-    embeddings = state.encoder.encode_documents(texts)
-    records = [Record(d.id, d.text, d.title, dict(d.metadata)) for d in documents]
-    # Returns only once Chroma has confirmed every chunk; re-posting an id replaces it.
-    stored = state.store.upsert(state.version, records, embeddings)
-    log.info("upserted %d documents into %s", stored, state.collection)
-    return IngestResponse(upserted=stored, model_version=state.version, collection=state.collection)
+    docs = [Document(d.id, d.text, d.title, dict(d.metadata)) for d in documents]
+    # Returns only once Chroma has confirmed every record; re-posting an id replaces it.
+    pointer, stored = writer(state).upsert(docs)
+    collection = state.store.collection_name(pointer.version)
+    log.info("upserted %d documents into %s", len(stored), collection)
+    return IngestResponse(
+        upserted=len(stored),
+        model_version=pointer.version,
+        collection=collection,
+        also_written_to=pointer.target or None,
+    )
 
 
 def fetch_document(state: State, doc_id: str) -> DocumentOut:
-    try:
-        record = state.store.get(state.version, doc_id)
-    except CollectionMissing:
-        record = None
-    if record is None:
-        raise DocumentNotFoundError(f"no document with id {doc_id!r} in {state.collection}")
-    return DocumentOut(id=record.id, text=record.text, title=record.title, metadata=record.metadata)
+    serving = state.current
+    found = serving.index.get([doc_id]).get(doc_id)
+    if found is None:
+        raise DocumentNotFoundError(f"no document with id {doc_id!r} in {serving.index.collection}")
+    return DocumentOut(id=found.id, text=found.text, title=found.title, metadata=found.metadata)
 
 
 def delete_document(state: State, doc_id: str) -> DeleteResponse:
-    try:
-        deleted = state.store.delete(state.version, doc_id)
-    except CollectionMissing:
-        deleted = False
+    pointer, deleted = writer(state).delete([doc_id])
+    collection = state.store.collection_name(pointer.version)
     if not deleted:
-        raise DocumentNotFoundError(f"no document with id {doc_id!r} in {state.collection}")
-    log.info("deleted %r from %s", doc_id, state.collection)
-    return DeleteResponse(deleted=doc_id, collection=state.collection)
+        raise DocumentNotFoundError(f"no document with id {doc_id!r} in {collection}")
+    log.info("deleted %r from %s", doc_id, collection)
+    return DeleteResponse(deleted=doc_id, collection=collection)
 
 
 def index_stats(state: State) -> StatsResponse:
+    serving = state.current
+    index = serving.index
     try:
-        count = state.store.count(state.version)
+        passages = index.passage_count()
+        count = index.store.count(index.version) - passages
     except CollectionMissing:
-        count = 0  # created on the first ingest
-    return StatsResponse(count=count, collection=state.collection, model_version=state.version)
+        passages, count = 0, 0  # created on the first ingest
+    pointer = state.pointer.read()
+    migration = None
+    if pointer is not None and pointer.migrating:
+        progress = state.pointer.progress()
+        done, total = (
+            (progress.done, progress.total) if progress and progress.target == pointer.target else (0, 0)
+        )
+        migration = MigrationStatus(
+            state=pointer.state,
+            source=pointer.version,
+            target=pointer.target,
+            backfilled=done,
+            total=total,
+            started=pointer.started,
+        )
+    return StatsResponse(
+        count=count,
+        passages=passages,
+        collection=index.collection,
+        model_version=serving.version,
+        migration=migration,
+    )

@@ -14,7 +14,7 @@ def test_welcome_health_and_docs(ingest_api: Api) -> None:
     assert ingest_api.http.get("/healthz").json() == {"status": "alive"}
     ready = ingest_api.http.get("/readyz")
     assert ready.status_code == 200 and ready.json()["ready"] is True
-    assert [c["name"] for c in ready.json()["checks"]] == ["model", "chroma"]
+    assert [c["name"] for c in ready.json()["checks"]] == ["model", "chroma", "serving"]
     spec = ingest_api.http.get("/openapi.json").json()
     assert {"/documents", "/documents/{doc_id}", "/stats", "/readyz"} <= set(spec["paths"])
     assert "X-API-Key" in str(spec["components"]["securitySchemes"])

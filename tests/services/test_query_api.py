@@ -6,9 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ChromaServer
 from tests.services.conftest import Api, errors, post_docs
-from twotower.index.store import ChromaStore
 
 DOCS = [
     {
@@ -53,7 +51,7 @@ def test_welcome_readiness_and_docs(indexed: Api, query_api: Api) -> None:
     assert query_api.http.get("/healthz").status_code == 200
     ready = query_api.http.get("/readyz").json()
     assert ready["ready"] is True
-    assert [c["name"] for c in ready["checks"]] == ["model", "chroma", "collection", "complete"]
+    assert [c["name"] for c in ready["checks"]] == ["model", "chroma", "serving", "collection"]
     spec = query_api.http.get("/openapi.json").json()
     search_body = spec["components"]["schemas"]["SearchRequest"]
     assert search_body["properties"]["k"]["maximum"] == 100 and search_body["properties"]["k"]["minimum"] == 1
@@ -140,21 +138,3 @@ def test_cors_allows_the_configured_origin(query_api: Api) -> None:
     assert simple.headers["access-control-allow-origin"] == origin
     other = query_api.http.get("/healthz", headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in other.headers
-
-
-def test_readyz_reports_an_unfinished_reindex(
-    indexed: Api, query_api: Api, chroma_server: ChromaServer
-) -> None:
-    version = query_api.http.get("/").json()["model_version"]
-    store = ChromaStore(chroma_server.host, chroma_server.port, "svc")
-    store.mark_reindex(version, "0ld0ld0ld0ld", complete=False)
-    try:
-        ready = query_api.http.get("/readyz")
-        assert ready.status_code == 503
-        assert (
-            ready.json()["detail"].startswith("complete: collection")
-            and "0ld0ld0ld0ld" in ready.json()["detail"]
-        )
-    finally:
-        store.mark_reindex(version, "0ld0ld0ld0ld", complete=True)
-    assert query_api.http.get("/readyz").status_code == 200

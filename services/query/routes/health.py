@@ -1,4 +1,4 @@
-"""GET / (welcome), GET /healthz (alive), GET /readyz (model, Chroma, this version's collection)."""
+"""GET / (welcome), GET /healthz (alive), GET /readyz (model, Chroma, serving pointer, collection)."""
 
 from __future__ import annotations
 
@@ -11,29 +11,24 @@ from twotower.index.store import CollectionMissing
 
 
 def readiness_probes(state: ServiceState[Settings]) -> dict[str, Probe]:
-    """Model loaded, Chroma reachable, documents indexed for this model version, and not a reindex
-    target still being filled. More checks go here, in the order they should be reported."""
+    """Model loaded, Chroma reachable, following the serving pointer, and documents indexed for the
+    served version. (A version is served only once its collection is complete: a rollout moves the
+    pointer after its backfill.) More checks go here, in the order they should be reported."""
 
     def collection() -> str:
+        index = state.current.index
         try:
-            count = state.store.count(state.version)
+            count = index.store.count(index.version)
         except CollectionMissing as exc:
             raise CheckFailedError(not_indexed(state)) from exc
-        return f"{count} documents in {state.collection}"
+        return f"{count} records in {index.collection}"
 
-    def complete() -> str:
-        # A reindex into this version's collection that has not finished (see training/reindex.py).
-        reason = state.store.incomplete_reason(state.version)
-        if reason is not None:
-            raise CheckFailedError(reason)
-        return "complete"
-
-    return {**base_probes(state), "collection": collection, "complete": complete}
+    return {**base_probes(state), "collection": collection}
 
 
 router = service_router(
     "query",
     get_state,
     readiness_probes,
-    ready_summary="Readiness: model loaded, Chroma reachable, this model version's collection present and complete",
+    ready_summary="Readiness: model loaded, Chroma reachable, serving the pointer's version, its collection present",
 )

@@ -1,258 +1,383 @@
-"""The document index in a standalone Chroma server, reached over HTTP.
+"""The Chroma server, reached over HTTP: connection, timeouts, errors, and record-level operations.
 
-One collection per model version (`<prefix>-<version>`, cosine space), so documents embedded by one
-model version are never searched with another's queries. Each record keeps the text, title and
-metadata, so the index can be rebuilt by re-embedding (see `training/reindex.py`).
+Every call is bounded in time (`chroma_client.TimedClient`), no lock is held while a request is on
+the wire, and every failure becomes one of four errors:
+
+    StoreUnavailable   Chroma is unreachable, stalled (timeout), or failed (5xx): a 503 for clients
+    StoreRejected      Chroma refused the data (4xx): the client's fault, a 422
+    InvalidFilter      Chroma refused a `where` filter: a 422
+    CollectionMissing  the collection does not exist
+
+Writes go out in chunks no larger than the server's max batch size and well under its payload limit
+(Chroma refuses requests over 40 MiB), and `PartialWrite` says which records were stored when a
+later chunk failed. Collections are named `<prefix>-<name>`; `twotower.index.documents` lays
+documents and their passages out in them.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-import chromadb
 import httpx
 import numpy as np
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
-from chromadb.config import Settings
 from chromadb.errors import ChromaError, NotFoundError
+
+from twotower.index.chroma_client import connect
 
 log = logging.getLogger(__name__)
 
-# Metadata keys the store owns; user metadata keys may not start with this prefix.
-RESERVED_PREFIX = "_"
-TITLE_KEY = "_title"
-# Collection metadata keys set by `training/reindex.py` (see `ChromaStore.mark_reindex`).
-REINDEX_FROM_KEY = "reindex_from"
-REINDEX_COMPLETE_KEY = "reindex_complete"
-
 MetadataValue = str | int | float | bool
+Metadata = dict[str, MetadataValue]
+# Chroma refuses requests over 40 MiB; stay far below it (JSON size is estimated, not exact).
+DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
+T = TypeVar("T")
 
 
 class StoreUnavailable(Exception):  # noqa: N818 - named for what clients see
-    """The Chroma server cannot be reached or failed: a 503 for clients."""
+    """The Chroma server cannot be reached, timed out, or failed: a 503 for clients."""
+
+
+class StoreRejected(ValueError):  # noqa: N818
+    """Chroma refused the data itself (a 4xx): retrying the same request cannot help."""
+
+
+class InvalidFilter(StoreRejected):
+    """Chroma rejected a `where` filter: the client's fault, a 422."""
 
 
 class CollectionMissing(Exception):  # noqa: N818
-    """The collection for this model version does not exist (nothing ingested yet)."""
+    """The collection does not exist."""
 
 
-class InvalidFilter(ValueError):  # noqa: N818
-    """Chroma rejected a `where` filter: the client's fault, a 422."""
+class PartialWrite(StoreUnavailable):
+    """Chroma failed part-way through a multi-chunk write: `stored` lists the ids that it did
+    confirm (they are stored); the others may or may not be."""
+
+    def __init__(self, message: str, stored: list[str]) -> None:
+        super().__init__(message)
+        self.stored = stored
 
 
 @dataclass
 class Record:
+    """One Chroma record: an id, its stored text, and its metadata (reserved keys included)."""
+
     id: str
     text: str
-    title: str | None
-    metadata: dict[str, MetadataValue] = field(default_factory=dict)
+    metadata: Metadata = field(default_factory=dict)
     distance: float | None = None
 
 
-def to_chroma_metadata(title: str | None, metadata: dict[str, MetadataValue]) -> dict[str, MetadataValue]:
-    # Chroma rejects an empty metadata dict, so the title key is always present ("" = no title).
-    return {**metadata, TITLE_KEY: title or ""}
-
-
-def from_chroma_metadata(raw: dict[str, Any] | None) -> tuple[str | None, dict[str, MetadataValue]]:
-    raw = dict(raw or {})
-    title = raw.pop(TITLE_KEY, "") or None
-    return title, {k: v for k, v in raw.items() if not k.startswith(RESERVED_PREFIX)}
+def record_bytes(record: Record, dim: int) -> int:
+    """A generous estimate of a record's share of an upsert's JSON body."""
+    meta = json.dumps(record.metadata, ensure_ascii=False)
+    # An embedding travels as JSON floats (up to ~25 characters each) or base64.
+    return len(record.id.encode()) + len(record.text.encode()) + len(meta.encode()) + 25 * dim + 64
 
 
 class ChromaStore:
-    """Thin, typed access to the Chroma server; every failure becomes one of the errors above."""
+    """Typed access to one Chroma server; thread-safe, connects lazily and reconnects after failures."""
 
-    def __init__(self, host: str, port: int, collection_prefix: str = "docs") -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        collection_prefix: str = "docs",
+        *,
+        connect_timeout_s: float = 2.0,
+        timeout_s: float = 15.0,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    ) -> None:
         self.host, self.port, self.prefix = host, port, collection_prefix
+        self.connect_timeout_s, self.timeout_s = connect_timeout_s, timeout_s
+        self.max_payload_bytes = max_payload_bytes
+        # Called with (operation, seconds, ok) after every request to Chroma (metrics).
+        self.observer: Callable[[str, float, bool], None] | None = None
         self._client: ClientAPI | None = None
-        self._lock = threading.Lock()
-        # The server's max batch size is fixed for a connection: asked once, not on every upsert.
+        self._lock = threading.Lock()  # guards the fields below; never held during a request
+        self._handles: dict[str, Collection] = {}
         self._max_batch: int | None = None
 
-    def collection_name(self, version: str) -> str:
-        return f"{self.prefix}-{version}"
+    def collection_name(self, name: str) -> str:
+        return f"{self.prefix}-{name}"
 
     @property
     def address(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    # -- connection and error mapping ------------------------------------------------------
     def _connect(self) -> ClientAPI:
-        # Connect lazily and reconnect after a failure, so a service that started while Chroma
-        # was down recovers on its own once Chroma is back.
+        # Lazily, and again after a failure, so that a service started while Chroma was down
+        # recovers on its own. Built outside the lock: building one talks to the server.
+        client = self._client
+        if client is not None:
+            return client
+        started = time.perf_counter()
+        try:
+            client = connect(
+                self.host, self.port, connect_timeout_s=self.connect_timeout_s, timeout_s=self.timeout_s
+            )
+        except (ValueError, httpx.HTTPError, ChromaError) as exc:
+            self._observe("connect", started, False)
+            raise StoreUnavailable(f"Chroma is unreachable (connect): {exc}") from exc
+        self._observe("connect", started, True)
         with self._lock:
             if self._client is None:
-                try:
-                    self._client = chromadb.HttpClient(
-                        host=self.host, port=self.port, settings=Settings(anonymized_telemetry=False)
-                    )
-                except (ValueError, httpx.HTTPError) as exc:
-                    raise StoreUnavailable(f"Chroma server at {self.address} is unreachable: {exc}") from exc
+                self._client = client
             return self._client
 
-    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        client_before = self._client
+    def _reset(self, client: ClientAPI | None) -> None:
+        with self._lock:
+            if self._client is client:
+                self._client = None
+                self._handles.clear()
+                self._max_batch = None
+
+    def _observe(self, what: str, started: float, ok: bool) -> None:
+        if self.observer is not None:
+            self.observer(what, time.perf_counter() - started, ok)
+
+    def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        client = self._client
+        started = time.perf_counter()
+        ok = False
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            ok = True
+            return result
         except NotFoundError:
+            ok = True  # an answer, not a failure of the store
             raise
         except (httpx.HTTPError, ConnectionError) as exc:
-            with self._lock:
-                if self._client is client_before:
-                    self._client = None
-                    self._max_batch = None
-            raise StoreUnavailable(f"Chroma server at {self.address} is unreachable ({what}): {exc}") from exc
+            self._reset(client)
+            kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "is unreachable"
+            raise StoreUnavailable(f"Chroma {kind} ({what}): {type(exc).__name__}: {exc}") from exc
         except ChromaError as exc:
-            raise StoreUnavailable(f"Chroma server at {self.address} failed ({what}): {exc}") from exc
+            status = exc.code()
+            if 400 <= status < 500 and status not in (408, 429):
+                raise StoreRejected(f"Chroma refused the request ({what}): {exc.message()}") from exc
+            raise StoreUnavailable(f"Chroma failed ({what}): {exc.message()}") from exc
+        except (ValueError, TypeError) as exc:
+            # chromadb validates arguments before sending them (ids, metadata, filters).
+            raise StoreRejected(f"Chroma refused the request ({what}): {exc}") from exc
+        except Exception as exc:
+            # chromadb raises a bare Exception for an error answer it cannot parse: the server failed.
+            if type(exc) is not Exception:
+                raise
+            raise StoreUnavailable(f"Chroma failed ({what}): {exc}") from exc
+        finally:
+            self._observe(what, started, ok)
 
     def heartbeat(self) -> None:
         client = self._connect()
         self._call("heartbeat", client.heartbeat)
 
     def max_batch_size(self) -> int:
+        # Fixed for a connection: asked once, not on every upsert.
         if self._max_batch is None:
             client = self._connect()
-            self._max_batch = int(self._call("max batch size", client.get_max_batch_size))
+            size = int(self._call("max batch size", client.get_max_batch_size))
+            with self._lock:
+                self._max_batch = size
+            return size
         return self._max_batch
 
-    def collection(self, version: str, *, create: bool = False) -> Collection:
+    # -- collections -----------------------------------------------------------------------
+    def collection(self, name: str, *, create: bool = False, metadata: Metadata | None = None) -> Collection:
+        """The collection `<prefix>-<name>` (its handle is cached: one round trip per later call).
+        With `create`, made if missing, in cosine space, with `metadata`."""
+        full = self.collection_name(name)
+        handle = self._handles.get(full)
+        if handle is not None:
+            return handle
         client = self._connect()
-        name = self.collection_name(version)
         if create:
             # No embedding function: we always send our own embeddings, and Chroma's default one
             # would try to download a model.
-            return self._call(
+            handle = self._call(
                 "create collection",
                 client.get_or_create_collection,
-                name,
+                full,
                 embedding_function=None,
                 configuration={"hnsw": {"space": "cosine"}},
-                metadata={"model_version": version},
+                metadata=metadata or None,
             )
-        try:
-            return self._call("get collection", client.get_collection, name, embedding_function=None)
-        except NotFoundError as exc:
-            raise CollectionMissing(f"collection {name!r} does not exist on {self.address}") from exc
+        else:
+            try:
+                handle = self._call("get collection", client.get_collection, full, embedding_function=None)
+            except NotFoundError as exc:
+                raise CollectionMissing(f"collection {full!r} does not exist") from exc
+        with self._lock:
+            if self._client is client:
+                self._handles[full] = handle
+        return handle
 
-    def upsert(self, version: str, records: Sequence[Record], embeddings: np.ndarray) -> int:
-        """Upsert in chunks no larger than the server's max batch size; return how many were stored."""
-        collection = self.collection(version, create=True)
-        chunk = self.max_batch_size()
-        for start in range(0, len(records), chunk):
-            part = records[start : start + chunk]
-            self._call(
-                "upsert",
-                collection.upsert,
-                ids=[r.id for r in part],
-                embeddings=embeddings[start : start + chunk],
-                documents=[r.text for r in part],
-                metadatas=[to_chroma_metadata(r.title, r.metadata) for r in part],
-            )
-        return len(records)
+    def collection_metadata(self, name: str) -> Metadata:
+        """The collection's metadata, read fresh from the server (others may have changed it)."""
+        self.forget(name)
+        return dict(self.collection(name).metadata or {})
+
+    def set_collection_metadata(self, name: str, metadata: Metadata) -> None:
+        self._with_handle(name, "modify collection", lambda c: c.modify(metadata=metadata))
+
+    def forget(self, name: str) -> None:
+        """Drop the cached handle (the collection was deleted or changed elsewhere)."""
+        with self._lock:
+            self._handles.pop(self.collection_name(name), None)
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.collection(name)
+        except CollectionMissing:
+            return False
+        return True
+
+    def names(self) -> list[str]:
+        """Names (without the prefix) of the collections under this prefix."""
+        client = self._connect()
+        found = self._call("list collections", client.list_collections)
+        start = f"{self.prefix}-"
+        return sorted(c.name.removeprefix(start) for c in found if c.name.startswith(start))
+
+    def drop(self, name: str) -> bool:
+        """Delete a collection; False when it did not exist."""
+        client = self._connect()
+        self.forget(name)
+        try:
+            self._call("delete collection", client.delete_collection, self.collection_name(name))
+        except NotFoundError:
+            return False
+        return True
+
+    def _with_handle(self, name: str, what: str, op: Callable[[Collection], T]) -> T:
+        """Run `op` on the cached handle; if the collection was replaced since (deleted and made
+        again, so the handle's id is stale), look it up once more and retry."""
+        handle = self.collection(name)
+        try:
+            return self._call(what, op, handle)
+        except NotFoundError:
+            self.forget(name)
+        try:
+            return self._call(what, op, self.collection(name))
+        except NotFoundError as exc:
+            self.forget(name)
+            raise CollectionMissing(f"collection {self.collection_name(name)!r} does not exist") from exc
+
+    # -- records ---------------------------------------------------------------------------
+    def chunks(self, records: Sequence[Record], dim: int) -> Iterator[range]:
+        """Index ranges of `records` that fit one request: at most the server's max batch size and
+        `max_payload_bytes` of estimated JSON."""
+        limit = self.max_batch_size()
+        start, size = 0, 0
+        for i, record in enumerate(records):
+            cost = record_bytes(record, dim)
+            if i > start and (i - start >= limit or size + cost > self.max_payload_bytes):
+                yield range(start, i)
+                start, size = i, 0
+            size += cost
+        if start < len(records):
+            yield range(start, len(records))
+
+    def write(
+        self, name: str, records: Sequence[Record], embeddings: np.ndarray, *, only_new: bool = False
+    ) -> None:
+        """Upsert (or, with `only_new`, add: ids that exist are left as they are) in chunks.
+        Raises PartialWrite listing the stored ids when a chunk after the first fails."""
+        if len(records) != len(embeddings):
+            raise ValueError(f"{len(records)} records but {len(embeddings)} embeddings")
+        verb = "add" if only_new else "upsert"
+        stored: list[str] = []
+        for part in self.chunks(records, embeddings.shape[1] if len(embeddings) else 0):
+            batch = [records[i] for i in part]
+            vectors = embeddings[part.start : part.stop]
+
+            def send(c: Collection, batch: list[Record] = batch, vectors: np.ndarray = vectors) -> None:
+                getattr(c, verb)(
+                    ids=[r.id for r in batch],
+                    embeddings=vectors,
+                    documents=[r.text for r in batch],
+                    metadatas=[r.metadata or None for r in batch],
+                )
+
+            try:
+                self._with_handle(name, verb, send)
+            except StoreUnavailable as exc:
+                if stored:
+                    raise PartialWrite(
+                        f"{exc} ({len(stored)} of {len(records)} records stored)", stored
+                    ) from exc
+                raise
+            stored.extend(r.id for r in batch)
 
     def query(
-        self, version: str, embedding: np.ndarray, k: int, where: dict[str, Any] | None = None
+        self, name: str, embedding: np.ndarray, n: int, where: dict[str, Any] | None = None
     ) -> list[Record]:
-        collection = self.collection(version)
-        try:
-            result = self._call(
-                "query",
-                collection.query,
+        """The `n` nearest records to `embedding`, nearest first."""
+
+        def run(c: Collection) -> Any:
+            return c.query(
                 query_embeddings=embedding.reshape(1, -1),
-                n_results=k,
+                n_results=n,
                 where=where or None,
                 include=["documents", "metadatas", "distances"],
             )
-        except ValueError as exc:
-            raise InvalidFilter(str(exc)) from exc
+
+        try:
+            result = self._with_handle(name, "query", run)
+        except StoreRejected as exc:
+            if where:
+                raise InvalidFilter(str(exc)) from exc
+            raise
         ids = result["ids"][0]
         docs = (result.get("documents") or [[]])[0]
         metas = (result.get("metadatas") or [[]])[0]
         dists = (result.get("distances") or [[]])[0]
-        hits = []
-        for i, doc_id in enumerate(ids):
-            title, metadata = from_chroma_metadata(metas[i])
-            hits.append(Record(doc_id, docs[i] or "", title, metadata, float(dists[i])))
-        return hits
+        return [
+            Record(doc_id, docs[i] or "", dict(metas[i] or {}), float(dists[i]))
+            for i, doc_id in enumerate(ids)
+        ]
 
-    def get(self, version: str, doc_id: str) -> Record | None:
-        collection = self.collection(version)
-        result = self._call("get", collection.get, ids=[doc_id], include=["documents", "metadatas"])
-        if not result["ids"]:
-            return None
-        title, metadata = from_chroma_metadata((result.get("metadatas") or [None])[0])
-        return Record(doc_id, (result.get("documents") or [""])[0] or "", title, metadata)
+    def get(
+        self,
+        name: str,
+        ids: Sequence[str] | None = None,
+        where: dict[str, Any] | None = None,
+        *,
+        texts: bool = True,
+        metadata: bool = True,
+    ) -> list[Record]:
+        """Records by id and/or metadata filter (no paging: for bounded sets)."""
+        include: Any = [name for name, wanted in (("documents", texts), ("metadatas", metadata)) if wanted]
 
-    def delete(self, version: str, doc_id: str) -> bool:
-        """Delete one document; False when it was not there."""
-        collection = self.collection(version)
-        found = self._call("get", collection.get, ids=[doc_id], include=[])
-        if not found["ids"]:
-            return False
-        self._call("delete", collection.delete, ids=[doc_id])
-        return True
+        def run(c: Collection) -> Any:
+            return c.get(ids=list(ids) if ids is not None else None, where=where or None, include=include)
 
-    def count(self, version: str) -> int:
-        return int(self._call("count", self.collection(version).count))
+        page = self._with_handle(name, "get", run)
+        docs = page.get("documents") or [None] * len(page["ids"])
+        metas = page.get("metadatas") or [None] * len(page["ids"])
+        return [Record(i, docs[n] or "", dict(metas[n] or {})) for n, i in enumerate(page["ids"])]
 
-    def versions(self) -> list[str]:
-        """Model versions that have a collection under this prefix."""
-        client = self._connect()
-        names = [c.name for c in self._call("list collections", client.list_collections)]
-        return sorted(n.removeprefix(f"{self.prefix}-") for n in names if n.startswith(f"{self.prefix}-"))
+    def ids(self, name: str) -> list[str]:
+        """Every id in the collection, in one request (a consistent snapshot, unlike paging by
+        offset while others write)."""
+        return list(self._with_handle(name, "get ids", lambda c: c.get(include=[]))["ids"])
 
-    def ids(self, version: str, batch_size: int = 1000) -> set[str]:
-        """Every id in a version's collection (what a resumed reindex can skip)."""
-        collection = self.collection(version)
-        found: set[str] = set()
-        while True:
-            page = self._call("get", collection.get, limit=batch_size, offset=len(found), include=[])
-            if not page["ids"]:
-                return found
-            found.update(page["ids"])
-
-    # -- reindex completeness marker (collection metadata) ---------------------------------
-    # A reindex target is marked incomplete before the first record is copied and complete after
-    # the last; collections created by ingestion carry no marker and count as complete.
-    def mark_reindex(self, version: str, source_version: str, complete: bool) -> None:
-        collection = self.collection(version, create=True)
-        metadata: dict[str, MetadataValue] = {
-            "model_version": version,
-            REINDEX_FROM_KEY: source_version,
-            REINDEX_COMPLETE_KEY: complete,
-        }
-        self._call("modify collection", collection.modify, metadata=metadata)
-
-    def incomplete_reason(self, version: str) -> str | None:
-        """Why this version's collection is not complete yet (a reindex into it has not finished),
-        or None when it is complete. Raises CollectionMissing when there is no collection."""
-        metadata = self.collection(version).metadata or {}
-        if metadata.get(REINDEX_COMPLETE_KEY, True):
-            return None
-        source = metadata.get(REINDEX_FROM_KEY, "?")
-        return (
-            f"collection {self.collection_name(version)!r} is incomplete: a reindex from version "
-            f"{source} has not finished (run `make reindex` again to resume)"
+    def delete(
+        self, name: str, ids: Sequence[str] | None = None, where: dict[str, Any] | None = None
+    ) -> None:
+        if not ids and not where:
+            return
+        self._with_handle(
+            name, "delete", lambda c: c.delete(ids=list(ids) if ids else None, where=where or None)
         )
 
-    def iter_records(self, version: str, batch_size: int = 256) -> Iterator[list[Record]]:
-        """Every record of a version's collection, in pages (for reindexing and evaluation)."""
-        collection = self.collection(version)
-        offset = 0
-        while True:
-            page = self._call(
-                "get", collection.get, limit=batch_size, offset=offset, include=["documents", "metadatas"]
-            )
-            if not page["ids"]:
-                return
-            records = []
-            for i, doc_id in enumerate(page["ids"]):
-                title, metadata = from_chroma_metadata(page["metadatas"][i])
-                records.append(Record(doc_id, page["documents"][i] or "", title, metadata))
-            yield records
-            offset += len(records)
+    def count(self, name: str) -> int:
+        return int(self._with_handle(name, "count", lambda c: c.count()))

@@ -1,0 +1,350 @@
+"""Writes that follow the serving pointer, and the rollout of a new version while they go on.
+
+`IndexWriter` is how ingestion writes: every acknowledged write reaches the served version's
+collection and, while a migration runs, the target's too (with the target's document tower), with
+an intent recorded first. `Rollout` moves the pointer: start (target collection and intents made,
+pointer to `migrating`), backfill (the served collection's documents copied with the target's
+tower, never overwriting: `add`), finalize (pointer to `finalizing`, pending intents waited for,
+every id with an intent reconciled from the served collection, pointer to `serving` the target),
+abort, and cleanup of collections no longer served.
+
+Why it is correct, in short: a write either finished on A before the migration began (the backfill,
+which starts after, copies it), or re-reads the pointer after writing A and brings B along; a write
+under way while migrating recorded its intent before re-reading the pointer, and finalizing changes
+the pointer before it reads the intents, so either the writer sees `finalizing` and waits, or the
+finalizer sees its intent and waits for it. Finalizing then makes B agree with A for every id any
+write touched, which undoes what a backfill `add` racing a delete put back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
+
+from twotower.engine import Encoder
+from twotower.index import passages
+from twotower.index.documents import (
+    PARENT_KEY,
+    PARTS_KEY,
+    PASSAGE_OVERLAP_KEY,
+    PASSAGE_SEPARATOR,
+    PASSAGE_TOKENS_KEY,
+    Document,
+    DocumentIndex,
+    as_document,
+)
+from twotower.index.passages import PassageConfig
+from twotower.index.serving import (
+    INTENTS_COLLECTION,
+    POINTER_COLLECTION,
+    Intents,
+    Pointer,
+    Progress,
+    ServingPointer,
+)
+from twotower.index.store import ChromaStore, CollectionMissing, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+EncoderFor = Callable[[str], Encoder]
+
+
+class RolloutError(RuntimeError):
+    """The rollout cannot go on as asked (another migration runs, a version is missing...)."""
+
+
+class RolloutInProgress(StoreUnavailable):
+    """A migration is finishing and writes wait for it; it did not finish in time (a 503)."""
+
+
+def passage_config_of(store: ChromaStore, version: str, default: PassageConfig) -> PassageConfig:
+    """The passage sizes a collection was built with (so every writer splits alike)."""
+    try:
+        meta = store.collection(version).metadata or {}
+    except CollectionMissing:
+        return default
+    tokens, overlap = meta.get(PASSAGE_TOKENS_KEY), meta.get(PASSAGE_OVERLAP_KEY)
+    if isinstance(tokens, int) and isinstance(overlap, int):
+        return PassageConfig(tokens, overlap)
+    return default
+
+
+class IndexWriter:
+    """Applies ingestion's writes where the serving pointer says, dual-writing while migrating."""
+
+    def __init__(
+        self,
+        store: ChromaStore,
+        encoder_for: EncoderFor,
+        passage_config: PassageConfig,
+        *,
+        finalize_wait_s: float = 20.0,
+    ) -> None:
+        self.store, self.encoder_for, self.passage_config = store, encoder_for, passage_config
+        self.pointer = ServingPointer(store)
+        self.finalize_wait_s = finalize_wait_s
+
+    def index(self, version: str) -> DocumentIndex:
+        config = passage_config_of(self.store, version, self.passage_config)
+        return DocumentIndex(self.store, version, self.encoder_for(version), config)
+
+    def current(self) -> Pointer:
+        pointer = self.pointer.read()
+        if pointer is None:
+            raise StoreUnavailable("no serving pointer in the index yet (a service creates it at start)")
+        return pointer
+
+    def upsert(self, documents: Sequence[Document]) -> tuple[Pointer, list[str]]:
+        return self._apply([d.id for d in documents], "upsert", lambda index: index.write(documents))
+
+    def delete(self, doc_ids: Sequence[str]) -> tuple[Pointer, list[str]]:
+        return self._apply(list(doc_ids), "delete", lambda index: index.delete(doc_ids))
+
+    def _apply(
+        self, ids: list[str], op_name: str, op: Callable[[DocumentIndex], list[str]]
+    ) -> tuple[Pointer, list[str]]:
+        """Run `op` on every live version's collection; return the pointer it was answered under
+        and the result from the served version."""
+        written: dict[str, list[str]] = {}
+        deadline = time.monotonic() + self.finalize_wait_s
+        while True:
+            pointer = self.current()
+            if pointer.state == "finalizing":
+                if time.monotonic() > deadline:
+                    raise RolloutInProgress(
+                        f"a rollout to model version {pointer.target} is finishing and did not finish "
+                        f"within {self.finalize_wait_s:g}s; nothing was written (if it was stopped, run "
+                        f"`make rollout VERSION={pointer.target}` to finish it or `--abort`)"
+                    )
+                time.sleep(0.1)
+                continue
+            if pointer.state == "serving":
+                if pointer.version in written:
+                    return pointer, written[pointer.version]
+                written[pointer.version] = op(self.index(pointer.version))
+                continue  # look again: did a migration begin while this wrote?
+            intents = Intents(self.store, pointer.target)
+            intents.mark(ids, op_name, pending=True)
+            try:
+                if self.current().epoch != pointer.epoch:
+                    continue  # the migration moved on (finalizing, aborted): start over under it
+                for version in pointer.versions():
+                    if version not in written:
+                        written[version] = op(self.index(version))
+            except CollectionMissing:
+                if self.current().epoch != pointer.epoch:
+                    continue  # the target was dropped: the migration was aborted meanwhile
+                raise
+            finally:
+                # Done or failed, the ids are touched: finalizing reconciles them from A.
+                try:
+                    intents.mark(ids, op_name, pending=False)
+                except StoreUnavailable:
+                    log.warning("could not clear %d intents for %s (they expire)", len(ids), pointer.target)
+            return pointer, written[pointer.version]
+
+
+def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class Rollout:
+    """The operator's side: `make rollout VERSION=<v>` (training/rollout.py) drives this."""
+
+    def __init__(
+        self,
+        store: ChromaStore,
+        encoder_for: EncoderFor,
+        passage_config: PassageConfig,
+        *,
+        intent_timeout_s: float = 120.0,
+    ) -> None:
+        self.store, self.encoder_for, self.passage_config = store, encoder_for, passage_config
+        self.pointer = ServingPointer(store)
+        self.intent_timeout_s = intent_timeout_s
+
+    def read(self) -> Pointer | None:
+        return self.pointer.read()
+
+    def index(self, version: str, *, embeds: bool = True) -> DocumentIndex:
+        """A version's documents; with the version's encoder when this will write embeddings."""
+        config = passage_config_of(self.store, version, self.passage_config)
+        return DocumentIndex(self.store, version, self.encoder_for(version) if embeds else None, config)
+
+    # -- the steps -------------------------------------------------------------------------
+    def start(self, target: str) -> Pointer:
+        """Begin migrating to `target` (or find the migration to it already running)."""
+        pointer = self.pointer.read()
+        if pointer is None:
+            # Nothing served yet: nothing to migrate, serve the target from now on.
+            self.encoder_for(target)  # fails here if it cannot load
+            pointer = self.pointer.initialize(target)
+            if pointer.version == target:
+                return pointer
+        if pointer.migrating:
+            if pointer.target != target:
+                raise RolloutError(
+                    f"a migration {pointer.version} -> {pointer.target} is in progress: finish it "
+                    f"(rollout {pointer.target}) or abort it (rollout --abort) first"
+                )
+            return pointer
+        if pointer.version == target:
+            return pointer
+        source = pointer.version
+        encoder = self.encoder_for(target)  # fails here, before anything changes, if it cannot load
+        config = passage_config_of(self.store, source, self.passage_config)
+        # A collection left by an aborted attempt, or by an earlier time this version was served,
+        # is stale: start it afresh.
+        self.store.drop(target)
+        intents = Intents(self.store, target)
+        intents.drop()
+        DocumentIndex(self.store, target, encoder, config).create()
+        intents.create()
+        started = pointer.next(state="migrating", target=target, started=_now())
+        self.pointer.write(started)
+        log.info("migrating %s -> %s (epoch %d)", source, target, started.epoch)
+        return started
+
+    def backfill(
+        self, batch_size: int = 64, on_progress: Callable[[Progress], None] | None = None
+    ) -> Progress:
+        """Copy the served collection's documents into the target (resumable: documents already
+        in the target are skipped, and none is ever overwritten)."""
+        pointer = self._migrating()
+        source, target = self.index(pointer.version, embeds=False), self.index(pointer.target)
+        source_ids = source.document_ids()
+        present = set(target.document_ids())
+        todo = [i for i in source_ids if i not in present]
+        progress = Progress(pointer.target, len(source_ids) - len(todo), len(source_ids))
+        self._progress(pointer, progress)
+        if on_progress:
+            on_progress(progress)
+        last_saved = time.monotonic()
+        for ids in batched(todo, batch_size):
+            docs = source.get(ids)  # those deleted meanwhile are simply not there
+            target.write(list(docs.values()), only_new=True)
+            progress.done += len(ids)
+            if on_progress:
+                on_progress(progress)
+            if time.monotonic() - last_saved > 2:
+                self._progress(pointer, progress)
+                last_saved = time.monotonic()
+        self._progress(pointer, progress)
+        return progress
+
+    def finalize(self, poll_s: float = 0.2) -> Pointer:
+        """Hold new writes, wait for those under way, reconcile every touched id, promote."""
+        pointer = self.pointer.read()
+        if pointer is None or pointer.state == "serving":
+            raise RolloutError("no migration to finalize")
+        if pointer.state == "migrating":
+            pointer = pointer.next(state="finalizing")
+            self.pointer.write(pointer)
+        intents = Intents(self.store, pointer.target)
+        while True:
+            now = _now()
+            live = [i for i in intents.pending() if now - i.at < self.intent_timeout_s]
+            if not live:
+                break
+            log.info("waiting for %d writes under way", len(live))
+            time.sleep(poll_s)
+        touched = sorted({i.doc_id for i in intents.all()})
+        fixed = self.reconcile(pointer.version, pointer.target, touched)
+        log.info("reconciled %d documents written during the migration (%d repaired)", len(touched), fixed)
+        promoted = pointer.next(state="serving", version=pointer.target, target="", previous=pointer.version)
+        self.pointer.write(promoted)
+        intents.drop()
+        return promoted
+
+    def reconcile(
+        self, source_version: str, target_version: str, doc_ids: Sequence[str], batch_size: int = 64
+    ) -> int:
+        """Make the target agree with the source for `doc_ids`; return how many needed a fix."""
+        source, target = self.index(source_version, embeds=False), self.index(target_version)
+        encoder = target.encoder
+        assert encoder is not None
+        fixed = 0
+        for ids in batched(doc_ids, batch_size):
+            wanted = source.get(ids)
+            have = {r.id: r for r in self.store.get(target_version, ids=list(ids))}
+            tails = self.store.get(
+                target_version, where={PARENT_KEY: {"$in": list(ids)}}, texts=False, metadata=True
+            )
+            tail_ids: dict[str, set[str]] = {}
+            for record in tails:
+                tail_ids.setdefault(str(record.metadata[PARENT_KEY]), set()).add(record.id)
+            stale: list[str] = []
+            rewrite: list[Document] = []
+            for doc_id in ids:
+                present = [doc_id] if doc_id in have else []
+                present += sorted(tail_ids.get(doc_id, ()))
+                doc = wanted.get(doc_id)
+                if doc is None:
+                    stale += present
+                    continue
+                spans = passages.split(
+                    doc.text, doc.title, encoder.tokenizer, encoder.max_seq_length, target.passage_config
+                )
+                expected = {doc_id, *(f"{doc_id}{PASSAGE_SEPARATOR}{i}" for i in range(1, len(spans)))}
+                current = as_document(have[doc_id]) if doc_id in have else None
+                same = current == doc and set(present) == expected
+                if doc_id in have and int(have[doc_id].metadata.get(PARTS_KEY, 1)) != len(spans):
+                    same = False
+                if not same:
+                    stale += [i for i in present if i not in expected]
+                    rewrite.append(doc)
+            if stale:
+                self.store.delete(target_version, ids=stale)
+            if rewrite:
+                target.write(rewrite)
+            fixed += len(rewrite) + sum(1 for i in stale if PASSAGE_SEPARATOR not in i and i not in wanted)
+        return fixed
+
+    def abort(self) -> Pointer:
+        """Back to serving the source version; the target's collection stays until cleanup."""
+        pointer = self.pointer.read()
+        if pointer is None or pointer.state == "serving":
+            raise RolloutError("no migration to abort")
+        back = pointer.next(state="serving", target="")
+        self.pointer.write(back)
+        Intents(self.store, pointer.target).drop()
+        return back
+
+    def cleanup(self) -> list[str]:
+        """Drop the collections of versions no longer served or migrated to; return their names."""
+        pointer = self.pointer.read()
+        if pointer is None:
+            raise RolloutError("no serving pointer: nothing is served yet, so nothing is known to be unused")
+        live = set(pointer.versions())
+        dropped = []
+        for name in self.store.names():
+            if name == POINTER_COLLECTION or name in live:
+                continue
+            if name.startswith(INTENTS_COLLECTION) and name.removeprefix(INTENTS_COLLECTION) in live:
+                continue
+            if self.store.drop(name):
+                dropped.append(self.store.collection_name(name))
+        return dropped
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _migrating(self) -> Pointer:
+        pointer = self.pointer.read()
+        if pointer is None or pointer.state != "migrating":
+            raise RolloutError(f"no migration in its backfill phase (pointer: {pointer})")
+        return pointer
+
+    def _progress(self, started: Pointer, progress: Progress) -> None:
+        """Save the progress, and stop if the migration is no longer the one this run began."""
+        now = self.pointer.read()
+        if now is None or now.epoch != started.epoch:
+            raise RolloutError(f"the migration to {started.target} was aborted or moved on meanwhile ({now})")
+        progress.at = _now()
+        self.pointer.save_progress(progress)
+
+
+def _now() -> float:
+    return time.time()

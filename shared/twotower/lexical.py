@@ -1,0 +1,68 @@
+"""Lexical ranking: BM25 with bm25s, English stopwords and the Snowball stemmer (the reference
+setup), shared by training's baseline (training/retrieval.py) and the query service's hybrid mode,
+so both tokenise alike; and reciprocal rank fusion.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import bm25s
+import numpy as np
+import Stemmer
+
+RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al.): 1 / (RRF_K + rank)
+
+_local = threading.local()
+
+
+def _stemmer() -> Stemmer.Stemmer:
+    # PyStemmer's stemmers keep a cache and are not safe to share between threads.
+    stemmer = getattr(_local, "stemmer", None)
+    if stemmer is None:
+        stemmer = _local.stemmer = Stemmer.Stemmer("english")
+    return stemmer
+
+
+def tokenize(texts: Sequence[str]) -> bm25s.tokenization.Tokenized:
+    return bm25s.tokenize(list(texts), stopwords="en", stemmer=_stemmer(), show_progress=False)
+
+
+class BM25:
+    """A BM25 index over `texts` (ids alongside), searched by query text."""
+
+    def __init__(self, doc_ids: Sequence[str], texts: Sequence[str]) -> None:
+        self.doc_ids = list(doc_ids)
+        self.retriever = bm25s.BM25()
+        self.retriever.index(tokenize(texts), show_progress=False)
+
+    def scores(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(indices, scores) of the top `k` documents per query, best first."""
+        k = min(k, len(self.doc_ids))
+        indices, scores = self.retriever.retrieve(tokenize(queries), k=k, show_progress=False)
+        return np.asarray(indices), np.asarray(scores)
+
+    def search(self, queries: Sequence[str], k: int) -> list[list[str]]:
+        indices, _ = self.scores(queries, k)
+        return [[self.doc_ids[int(i)] for i in row] for row in indices]
+
+
+def rank_by_bm25(query: str, texts: Sequence[str]) -> list[int]:
+    """Indices of `texts` that share a term with `query`, by BM25 computed over `texts` alone,
+    best first (texts without a query term are left out: they have no lexical rank)."""
+    if not texts:
+        return []
+    indices, scores = BM25([str(i) for i in range(len(texts))], texts).scores([query], len(texts))
+    return [int(i) for i, s in zip(indices[0], scores[0], strict=True) if s > 0]
+
+
+def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], k: int = RRF_K) -> list[tuple[int, float]]:
+    """Items of several rankings (lists of item indices, best first) by their summed 1 / (k + rank),
+    best first, with that score. Ties keep the order of the first ranking."""
+    scores: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking, start=1):
+            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+    first = {item: pos for pos, item in enumerate(rankings[0])} if rankings else {}
+    return sorted(scores.items(), key=lambda kv: (-kv[1], first.get(kv[0], len(first))))

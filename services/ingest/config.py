@@ -6,6 +6,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServiceSettings
+from twotower.index.passages import PassageConfig
 from twotower.limits import INGEST_MAX_BODY_BYTES, MAX_DOCUMENTS_CEILING
 
 
@@ -23,6 +24,17 @@ class Settings(ServiceSettings):
         description="POST /documents requests one worker admits at once (running or waiting); "
         "past it, 503 with Retry-After",
     )
+    passage_tokens: int = Field(
+        default=200,
+        ge=32,
+        description="Documents longer than the model's window are split into passages of this many tokens",
+    )
+    passage_overlap: int = Field(default=48, ge=0, description="Tokens consecutive passages share")
+    finalize_wait_s: float = Field(
+        default=20.0,
+        gt=0,
+        description="Longest a write waits while a rollout finishes (its last, brief step); past it, 503",
+    )
     api_key: SecretStr | None = Field(
         default=None, description="When set, POST and DELETE need it in the X-API-Key header (401 otherwise)"
     )
@@ -32,3 +44,8 @@ class Settings(ServiceSettings):
     def _empty_key_is_unset(cls, value: object) -> object:
         # (Not named like the base class's validator, which it would silently replace.)
         return None if isinstance(value, str) and not value.strip() else value
+
+
+def passage_config(settings: Settings) -> PassageConfig:
+    """How long documents are split (a new collection records it; later writers follow the record)."""
+    return PassageConfig(settings.passage_tokens, settings.passage_overlap)

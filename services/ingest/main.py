@@ -8,9 +8,9 @@ from fastapi.responses import JSONResponse
 from services.common.docs import serve_docs_offline
 from services.common.errors import register_store_errors
 from services.common.limits import RequestGuard
-from services.common.observability import instrument_app, observed_lifespan
+from services.common.observability import instrument_app, observed
 from services.common.state import lifespan
-from services.ingest.config import Settings
+from services.ingest.config import Settings, passage_config
 from services.ingest.deps import write_guard
 from services.ingest.indexer import DocumentNotFoundError
 from services.ingest.routes import documents, health, stats
@@ -38,7 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Two-tower search: ingestion API",
         description=DESCRIPTION,
         version="1.0.0",
-        lifespan=observed_lifespan("ingest", lifespan(settings)),
+        lifespan=lifespan(settings, "ingest", passage_config(settings), instrument=observed("ingest")),
         # Served by serve_docs_offline below, without a CDN.
         docs_url=None,
         redoc_url=None,

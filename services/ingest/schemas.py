@@ -143,6 +143,11 @@ class IngestResponse(BaseModel):
     upserted: int = Field(description="Documents stored (confirmed by Chroma)", examples=[1])
     model_version: str = Field(description="Model version whose document tower embedded them")
     collection: str = Field(description="Chroma collection they are stored in")
+    also_written_to: str | None = Field(
+        default=None,
+        description="While a rollout migrates to another model version: that version, whose collection "
+        "received the same documents (embedded by its own document tower) before this answer",
+    )
 
 
 class DocumentOut(BaseModel):
@@ -157,7 +162,20 @@ class DeleteResponse(BaseModel):
     collection: str
 
 
+class MigrationStatus(BaseModel):
+    state: str = Field(description="migrating (dual writes + backfill) or finalizing (writes wait briefly)")
+    source: str = Field(description="The version served until the migration ends")
+    target: str = Field(description="The version being rolled out")
+    backfilled: int = Field(description="Documents of the served collection already in the target's")
+    total: int = Field(description="Documents in the served collection when the backfill began")
+    started: float = Field(description="When the migration began (unix time)")
+
+
 class StatsResponse(BaseModel):
     count: int = Field(description="Documents in this model version's collection (0 before any ingest)")
+    passages: int = Field(description="Extra records of long documents split into passages", default=0)
     collection: str
     model_version: str
+    migration: MigrationStatus | None = Field(
+        default=None, description="The rollout in progress, if any (`make rollout`)"
+    )

@@ -19,6 +19,17 @@ class Settings(ServiceSettings):
     max_body_bytes: int = Field(
         default=QUERY_MAX_BODY_BYTES, ge=1024, description="Largest request body; larger is a 413"
     )
+    micro_batch: bool = Field(
+        default=True,
+        description="Encode concurrent queries together, as one batch (services/query/batching.py)",
+    )
+    micro_batch_max: int = Field(default=32, ge=1, le=256, description="Most queries in one micro-batch")
+    hybrid_depth: int = Field(
+        default=100,
+        ge=10,
+        le=1000,
+        description="Dense candidates that hybrid mode re-ranks with BM25 (and at least k)",
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default=["*"],
         description='Origins allowed to call the API from a browser: "*", a comma-separated list, or JSON',

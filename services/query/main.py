@@ -9,8 +9,9 @@ from fastapi.responses import JSONResponse
 from services.common.docs import serve_docs_offline
 from services.common.errors import register_store_errors, unavailable
 from services.common.limits import RequestGuard
-from services.common.observability import instrument_app, observed_lifespan
+from services.common.observability import instrument_app, observed
 from services.common.state import lifespan
+from services.query.batching import query_batching
 from services.query.config import Settings
 from services.query.deps import get_state
 from services.query.routes import health, search, ui
@@ -42,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Two-tower search: query API",
         description=DESCRIPTION,
         version="1.0.0",
-        lifespan=observed_lifespan("query", lifespan(settings)),
+        lifespan=lifespan(settings, "query", wrap=query_batching(settings), instrument=observed("query")),
         # Served by serve_docs_offline below, without a CDN.
         docs_url=None,
         redoc_url=None,

@@ -82,12 +82,18 @@ class SearchHit(BaseModel):
         "null when the document is a single passage",
     )
     metadata: dict[str, MetadataValue]
-    distance: float = Field(description="Cosine distance between query and document (0 = same direction)")
-    score: float = Field(description="1 - distance: cosine similarity, higher is better")
+    distance: float = Field(
+        description="Cosine distance between the query and the document's best passage (0 = same direction)"
+    )
+    score: float = Field(
+        description="What the results are ordered by, higher first: in dense mode 1 - distance (cosine "
+        "similarity); in hybrid mode the reciprocal-rank-fusion score of the dense and BM25 ranks"
+    )
 
 
 class SearchResponse(BaseModel):
     query: str = Field(description="The query as searched (surrounding whitespace removed)")
     model_version: str = Field(description="Model version whose query tower embedded the query")
+    mode: Literal["dense", "hybrid"] = Field(description="How the results were ranked")
     took_ms: float = Field(description="Time to embed the query and search, in milliseconds")
-    results: list[SearchHit] = Field(description="At most k hits, nearest first")
+    results: list[SearchHit] = Field(description="At most k documents, each once, best first")

@@ -1,5 +1,6 @@
-"""Fixtures for the service tests: the real apps (real packaged model, untrained base since the
-weights folder is empty) served over real HTTP against the session's real Chroma server."""
+"""Fixtures for the service tests: the real apps (real packaged model: the untrained base, published
+once per session with its ONNX export, served by the default engine) over real HTTP against the
+session's real Chroma server."""
 
 from __future__ import annotations
 
@@ -58,22 +59,23 @@ def query_service(chroma: ChromaServer, weights: Path, prefix: str, **overrides:
 
 
 @pytest.fixture(scope="session")
-def empty_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # Nothing published: the services serve the untrained model, which ranks like its base.
-    return tmp_path_factory.mktemp("weights")
+def base_weights(published_base: Path) -> Path:
+    # Only the untrained base model published (it ranks like its base model), served through the
+    # default engine, as a fresh `make run` or a service image serves it.
+    return published_base
 
 
 @pytest.fixture(scope="session")
-def ingest_api(chroma_server: ChromaServer, empty_weights: Path) -> Iterator[Api]:
+def ingest_api(chroma_server: ChromaServer, base_weights: Path) -> Iterator[Api]:
     """The shared ingestion service (collection prefix "svc", at most MAX_DOCS per request)."""
-    with ingest_service(chroma_server, empty_weights, "svc", max_documents_per_request=MAX_DOCS) as api:
+    with ingest_service(chroma_server, base_weights, "svc", max_documents_per_request=MAX_DOCS) as api:
         yield api
 
 
 @pytest.fixture(scope="session")
-def query_api(chroma_server: ChromaServer, empty_weights: Path) -> Iterator[Api]:
+def query_api(chroma_server: ChromaServer, base_weights: Path) -> Iterator[Api]:
     """The shared query service, over the same collection as `ingest_api`."""
-    with query_service(chroma_server, empty_weights, "svc", cors_origins=["https://app.example"]) as api:
+    with query_service(chroma_server, base_weights, "svc", cors_origins=["https://app.example"]) as api:
         yield api
 
 

@@ -63,7 +63,7 @@ class Gunicorn:
 
 
 @pytest.fixture
-def gunicorn(tmp_path: Path, chroma_server: ChromaServer) -> Iterator[Gunicorn]:
+def gunicorn(tmp_path: Path, chroma_server: ChromaServer, published_base: Path) -> Iterator[Gunicorn]:
     prom_dir = tmp_path / "prometheus"
     prom_dir.mkdir()
     # A previous run's values must not be added to this run's.
@@ -73,7 +73,8 @@ def gunicorn(tmp_path: Path, chroma_server: ChromaServer) -> Iterator[Gunicorn]:
         "QUERY_HOST": "127.0.0.1",
         "QUERY_PORT": str(port),
         "QUERY_WORKERS": "2",
-        "QUERY_WEIGHTS_DIR": str(tmp_path / "weights"),
+        # The base model as `make run` and the images publish it, for whichever engine is the default.
+        "QUERY_WEIGHTS_DIR": str(published_base),
         "QUERY_CHROMA_HOST": chroma_server.host,
         "QUERY_CHROMA_PORT": str(chroma_server.port),
         "QUERY_COLLECTION_PREFIX": "workers",

@@ -22,7 +22,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from services.common.backpressure import Overloaded
-from twotower.index.store import InvalidFilter, StoreUnavailable
+from twotower.index.documents import IndexMismatch
+from twotower.index.migration import RolloutInProgress
+from twotower.index.store import InvalidFilter, PartialWrite, StoreRejected, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,11 @@ STORE_DOWN = "the search index (Chroma) is unavailable; nothing was changed by t
 
 class ErrorBody(BaseModel):
     detail: str = Field(description="What went wrong, for a person to read")
+    stored: list[str] | None = Field(
+        default=None,
+        description="Only when Chroma failed part-way through a write: the ids of the documents that "
+        "were stored (whole) before it failed; the others were not acknowledged",
+    )
 
 
 class ValidationIssue(BaseModel):
@@ -96,9 +103,43 @@ async def _overloaded(request: Request, exc: Exception) -> JSONResponse:
     return unavailable(str(exc), retry_after=exc.retry_after_s)
 
 
+async def _partial_write(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, PartialWrite)
+    log.warning(
+        "%s %s: 503 after a partial write (%d stored), %s",
+        request.method,
+        request.url.path,
+        len(exc.stored),
+        exc,
+    )
+    detail = f"{STORE_DOWN.split(';')[0]} part-way through this request: the documents in `stored` were stored, the others were not"
+    return JSONResponse(
+        status_code=503,
+        content={"detail": detail, "stored": exc.stored},
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+async def _said_as_is(request: Request, exc: Exception) -> JSONResponse:
+    # A rollout finishing, or a collection built by another model: the message says what to run
+    # and reveals nothing internal.
+    log.warning("%s %s: 503, %s", request.method, request.url.path, exc)
+    return unavailable(str(exc))
+
+
+async def _rejected(request: Request, exc: Exception) -> JSONResponse:
+    log.info("%s %s: Chroma refused the data: %s", request.method, request.url.path, exc)
+    issue = {"type": "rejected_by_index", "loc": ["body"], "msg": f"the index refused the data: {exc}"}
+    return validation_error([issue])
+
+
 def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_failed)
     app.add_exception_handler(StoreUnavailable, _store_unavailable)
+    app.add_exception_handler(PartialWrite, _partial_write)
+    app.add_exception_handler(RolloutInProgress, _said_as_is)
+    app.add_exception_handler(IndexMismatch, _said_as_is)
+    app.add_exception_handler(StoreRejected, _rejected)
     app.add_exception_handler(InvalidFilter, _invalid_filter)
     app.add_exception_handler(Overloaded, _overloaded)
 

@@ -12,6 +12,7 @@ typed dependencies, released when the app shuts down.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -22,11 +23,11 @@ from typing import Any, Generic, Literal, TypeVar
 from services.common.models import Models
 from services.common.settings import ServiceSettings
 from twotower.engine import Encoder, Tower
-from twotower.index.documents import DocumentIndex
+from twotower.index.documents import DocumentIndex, IndexMismatch
 from twotower.index.migration import passage_config_of
 from twotower.index.passages import PassageConfig
 from twotower.index.serving import Pointer, ServingPointer
-from twotower.index.store import ChromaStore, StoreUnavailable
+from twotower.index.store import ChromaStore, CollectionMissing, StoreUnavailable
 from twotower.registry import ArtifactError
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,12 @@ class ServiceState(Generic[S]):
             current = self._current
             if current is None or current.version != pointer.version:
                 encoder = self.models.get(pointer.version)
-                self._swap(Serving(pointer.version, encoder, self.index(pointer.version, encoder), pointer))
+                index = self.index(pointer.version, encoder)
+                # An existing collection built by another model is refused (a missing one is made
+                # by the first ingest).
+                with contextlib.suppress(CollectionMissing):
+                    index.check()
+                self._swap(Serving(pointer.version, encoder, index, pointer))
             elif current.pointer != pointer:
                 self._current = Serving(current.version, current.encoder, current.index, pointer)
             if self.role == "ingest" and pointer.target:
@@ -131,7 +137,7 @@ class ServiceState(Generic[S]):
             while not self._stop.wait(self.settings.pointer_poll_s):
                 try:
                     self.refresh()
-                except (StoreUnavailable, ArtifactError, OSError) as exc:
+                except (StoreUnavailable, ArtifactError, IndexMismatch, OSError) as exc:
                     if str(exc) != self.problem:
                         log.warning("serving pointer: %s", exc)
                     self.problem = str(exc)

@@ -55,7 +55,15 @@ class IngestClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        on_failure: Callable[[httpx.Response], dict[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """Send, retrying transport errors and 5xx answers with backoff. `on_failure` sees each 5xx
+        answer and returns the keyword arguments of the next attempt (default: the same)."""
         last = ""
         for attempt in range(self.retries + 1):
             if attempt:
@@ -77,6 +85,8 @@ class IngestClient:
                 continue
             if response.status_code >= 500:
                 last = _reason(response)
+                if on_failure is not None:
+                    kwargs = on_failure(response)
                 continue
             if response.status_code >= 400:
                 raise LoaderError(f"{method} {self.url}{path} was refused: {_reason(response)}")
@@ -88,7 +98,24 @@ class IngestClient:
         return self._request("GET", "/stats")
 
     def post_documents(self, documents: list[dict[str, Any]]) -> dict[str, Any]:
-        return self._request("POST", "/documents", json={"documents": documents})
+        """Post a batch; when the service stored part of it before failing (a 503 listing the
+        `stored` ids), the retry sends only the rest, and the answer counts both."""
+        remaining, stored = list(documents), 0
+
+        def resume(response: httpx.Response) -> dict[str, Any]:
+            nonlocal remaining, stored
+            try:
+                done = set(response.json().get("stored") or ())
+            except ValueError:
+                done = set()
+            if done:
+                stored += len(done)
+                remaining = [d for d in remaining if d["id"] not in done]
+                log.warning("%d documents of the batch were stored before the failure; resuming", len(done))
+            return {"json": {"documents": remaining}}
+
+        answer = self._request("POST", "/documents", resume, json={"documents": remaining})
+        return {**answer, "upserted": int(answer["upserted"]) + stored}
 
     def wait_ready(self, seconds: float, poll_s: float = 1.0) -> None:
         """Poll /readyz until it answers 200, for at most `seconds`."""

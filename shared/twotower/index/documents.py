@@ -181,6 +181,7 @@ class DocumentIndex:
         texts = [t for _, ts in layout for t in ts]
         embeddings = self._encoder().encode_documents(texts)
         self.create()
+        self.check()
         try:
             self.store.write(
                 self.version, records, np.asarray(embeddings, dtype=np.float32), only_new=only_new

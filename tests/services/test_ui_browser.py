@@ -48,6 +48,16 @@ DOCS = [
         "title": "Photosynthesis",
         "text": "Plants turn sunlight, water and carbon dioxide into sugar and oxygen by photosynthesis.",
     },
+    # Longer than the model's window: searched passage by passage, its best passage is the highlight.
+    {
+        "id": "ui-long",
+        "title": "A ship's log",
+        "text": " ".join(
+            f"Day {day}: the wind stayed steady from the west and the crew mended sails and ropes."
+            for day in range(1, 60)
+        )
+        + " On the last day the captain wrote that the treasure lies buried beneath the old lighthouse.",
+    },
     {
         "id": "ui-markup",
         "title": "<b>Angle brackets</b> in HTML",
@@ -144,6 +154,15 @@ def test_search_page_finds_ranks_and_escapes(
     expect(markup.locator("h2")).to_contain_text("<b>Angle brackets</b>")
     expect(markup.locator(".passage")).to_contain_text("<script>alert(1)</script>")
     assert page.locator("#results b, #results script").count() == 0
+
+    # A long document: its best passage first, the whole text one keypress away.
+    page.locator("#query").fill("where is the treasure buried?")
+    page.keyboard.press("Enter")
+    long_hit = page.locator("#results > li", has=page.locator(".doc-id", has_text="ui-long"))
+    expect(long_hit.locator(".label")).to_have_text("Best passage")
+    expect(long_hit.locator(".passage").first).to_contain_text("beneath the old lighthouse")
+    expect(long_hit.locator("details summary")).to_contain_text("Whole document")
+    expect(long_hit.locator("details .passage")).to_contain_text("Day 1: the wind")
 
     # The mode goes to the API as chosen; the answer renders.
     page.locator("#mode").select_option("hybrid")

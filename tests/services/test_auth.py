@@ -18,8 +18,8 @@ DOC = {"id": "auth-1", "text": "Only callers with the key may write."}
 
 
 @pytest.fixture(scope="module")
-def locked(chroma_server: ChromaServer, empty_weights: Path) -> Iterator[Api]:
-    with ingest_service(chroma_server, empty_weights, "auth", api_key=KEY) as api:
+def locked(chroma_server: ChromaServer, base_weights: Path) -> Iterator[Api]:
+    with ingest_service(chroma_server, base_weights, "auth", api_key=KEY) as api:
         yield api
 
 

@@ -35,10 +35,10 @@ def run_loader(url: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def demo_stack(chroma_server: ChromaServer, empty_weights: Path) -> Iterator[tuple[Api, Api]]:
+def demo_stack(chroma_server: ChromaServer, base_weights: Path) -> Iterator[tuple[Api, Api]]:
     with (
-        ingest_service(chroma_server, empty_weights, "loader") as ingest,
-        query_service(chroma_server, empty_weights, "loader") as query,
+        ingest_service(chroma_server, base_weights, "loader") as ingest,
+        query_service(chroma_server, base_weights, "loader") as query,
     ):
         yield ingest, query
 

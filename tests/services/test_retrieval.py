@@ -33,11 +33,11 @@ def scifact_sample(folder: Path) -> tuple[list[dict[str, str]], dict[str, tuple[
 
 
 @pytest.fixture(scope="module")
-def services(chroma_server: ChromaServer, empty_weights: Path) -> Iterator[tuple[Api, Api]]:
+def services(chroma_server: ChromaServer, base_weights: Path) -> Iterator[tuple[Api, Api]]:
     # Their own collection prefix: the ranking is measured on these 50 abstracts and nothing else.
     with (
-        ingest_service(chroma_server, empty_weights, "scifact", max_documents_per_request=20) as ingest,
-        query_service(chroma_server, empty_weights, "scifact") as query,
+        ingest_service(chroma_server, base_weights, "scifact", max_documents_per_request=20) as ingest,
+        query_service(chroma_server, base_weights, "scifact") as query,
     ):
         yield ingest, query
 

@@ -22,7 +22,7 @@ import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -112,16 +112,22 @@ def _export_tower(model: DualTowerWithFC, head: TowerHead, path: Path) -> None:
 
 
 def _quantize(source: Path, target: Path) -> None:
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    # Weights int8 per output channel, activations quantized on the fly; only MatMul (the bulk of
-    # the compute), so layer norms, softmax and the head's residual stay fp32.
+    # Weights int8 per output channel, activations quantized on the fly; only the MatMuls with a
+    # weight (the bulk of the compute): attention's activation-by-activation products, layer norms,
+    # softmax and the heads' residual stay fp32.
+    graph = onnx.load(str(source)).graph
+    weights = {init.name for init in graph.initializer}
+    activation_only = [n.name for n in graph.node if n.op_type == "MatMul" and n.input[1] not in weights]
     quantize_dynamic(
         str(source),
         str(target),
         weight_type=QuantType.QInt8,
         per_channel=True,
         op_types_to_quantize=["MatMul"],
+        nodes_to_exclude=activation_only,
     )
 
 
@@ -180,8 +186,12 @@ def export_onnx(model: DualTowerWithFC, version_dir: str | Path, *, int8: bool =
     _check_backbone(model)
     # Exported from a CPU copy: the graph is the same on every device, and the caller's model
     # (maybe on a GPU, maybe still training) is left alone.
-    cpu_model = copy.deepcopy(model).to("cpu").eval() if model.device_name != "cpu" else model.eval()
+    cpu_model = copy.deepcopy(model).to("cpu").eval()
     cpu_model.device_name = "cpu"
+    # Plain attention (matmul, mask, softmax) rather than the SDPA kernel's traced decomposition:
+    # the same numbers, and ONNX Runtime runs it about 10% faster on CPU (docs/benchmarks.md).
+    transformer: Any = cpu_model.backbone[0].auto_model
+    transformer.set_attn_implementation("eager")
     staging = Path(tempfile.mkdtemp(prefix=".onnx-", dir=version_dir))
     try:
         _write_export(cpu_model, version, staging / ONNX_DIR, int8)

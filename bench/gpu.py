@@ -1,0 +1,167 @@
+"""`python -m bench.gpu` (`make bench-gpu`): the towers on a GPU, through the code ingestion runs.
+
+Reports SciFact abstracts/s through `Encoder.encode_documents` (what ingestion calls, with requests
+of `--request-size` documents), single-query latency through `encode_queries`, and the cosine of
+every GPU vector to the fp32 CPU vector of the same text (must be >= 0.999). Engines: torch on
+CUDA (as the services run it there: fp16 autocast, batches of 256) and, for comparison, torch fp32;
+onnx on CUDA when this onnxruntime has the CUDA provider. Sized to finish within 5 minutes on one
+H100. Without a GPU it says so and exits 0 (the test suite runs it that way).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CORPUS = ROOT.parent / "shared" / "data" / "scifact"
+MIN_COSINE = 0.999
+log = logging.getLogger("bench.gpu")
+
+
+def gpu_available() -> str | None:
+    """The GPU's name, or None. Asks torch (the torch engine is what runs there by default)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.gpu", description=__doc__)
+    p.add_argument("--corpus", default=str(DEFAULT_CORPUS), help="BEIR folder")
+    p.add_argument(
+        "--weights-dir", type=Path, default=ROOT / "weights", help="its LATEST; else the base model"
+    )
+    p.add_argument("--docs", type=int, default=0, help="abstracts to encode (0 = the whole corpus)")
+    p.add_argument("--request-size", type=int, default=1000, help="documents per encode call (one POST)")
+    p.add_argument("--queries", type=int, default=200)
+    p.add_argument(
+        "--reference", type=int, default=512, help="texts re-encoded on CPU in fp32 for the cosine check"
+    )
+    p.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-gpu.json")
+    # The whole script on the CPU with a few texts: how the test suite checks the code that only a
+    # GPU machine runs for real.
+    p.add_argument("--device", default="cuda", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def _texts(corpus: str, n_docs: int, n_queries: int) -> tuple[list[str], list[str]]:
+    from twotower import format_document
+    from twotower.beir import load_corpus, load_queries
+
+    docs = load_corpus(corpus)
+    abstracts = [format_document(d.text, d.title) for d in docs.values()]
+    queries = list(load_queries(corpus).values())
+    return abstracts[: n_docs or None], queries[:n_queries]
+
+
+def _synchronize(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _measure(
+    encoder: Any, docs: list[str], queries: list[str], request_size: int, device: str
+) -> dict[str, Any]:
+    encoder.encode_documents(docs[:request_size])  # warm-up: kernels, allocator, cuDNN choices
+    for q in queries[:10]:
+        encoder.encode_queries([q])
+    _synchronize(device)
+    started = time.perf_counter()
+    vectors = [
+        encoder.encode_documents(docs[i : i + request_size]) for i in range(0, len(docs), request_size)
+    ]
+    seconds = time.perf_counter() - started
+    latencies = []
+    for q in queries:
+        t0 = time.perf_counter()
+        encoder.encode_queries([q])
+        latencies.append((time.perf_counter() - t0) * 1000)
+    return {
+        "docs_per_s": round(len(docs) / seconds, 1),
+        "docs_seconds": round(seconds, 2),
+        "query_p50_ms": round(float(np.percentile(latencies, 50)), 2),
+        "query_p99_ms": round(float(np.percentile(latencies, 99)), 2),
+        "_documents": np.vstack(vectors),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    gpu = gpu_available() if args.device.startswith("cuda") else f"{args.device} (dry run)"
+    if gpu is None:
+        log.info("bench-gpu: no GPU here (torch.cuda.is_available() is False): nothing to measure.")
+        return 0
+    device = args.device
+
+    import torch
+
+    from twotower.engine import open_encoder
+    from twotower.engine.export import export_published, publish_base
+    from twotower.engine.onnx_engine import OnnxEncoder, providers_for
+    from twotower.engine.torch_engine import TorchEncoder
+    from twotower.registry import find_version, latest_version
+
+    begun = time.perf_counter()
+    weights, version = args.weights_dir, latest_version(args.weights_dir)
+    if version is None:
+        weights = ROOT / "runs" / "bench-gpu-weights"
+        version = latest_version(weights) or publish_base(weights)
+    export_published([weights], version)
+    docs, queries = _texts(args.corpus, args.docs, args.queries)
+    log.info("bench-gpu: %s; version %s; %d abstracts, %d queries", gpu, version, len(docs), len(queries))
+
+    # fp32 on the CPU: the reference every GPU vector is compared with.
+    reference = docs[: args.reference]
+    cpu = open_encoder([weights], version, engine="torch", device="cpu")
+    ref_docs, ref_queries = cpu.encode_documents(reference), cpu.encode_queries(queries)
+    cpu.close()
+
+    results: dict[str, Any] = {"gpu": gpu, "version": version, "documents": len(docs), "runs": {}}
+    names = ["torch, as served (fp16 autocast on CUDA)", "torch fp32"]
+    try:
+        providers_for(device)
+        names.append("onnx fp32")
+    except ValueError as exc:
+        results["runs"]["onnx fp32"] = {"skipped": str(exc)}
+    for name in names:
+        if name.startswith("onnx"):
+            encoder: Any = OnnxEncoder(find_version(version, [weights]), device=device)
+        else:
+            encoder = open_encoder([weights], version, engine="torch", device=device)
+            if "fp32" in name:
+                assert isinstance(encoder, TorchEncoder)
+                encoder.half = False
+        run = _measure(encoder, docs, queries, args.request_size, device)
+        gpu_docs = run.pop("_documents")[: len(reference)]
+        gpu_queries = encoder.encode_queries(queries)
+        run["min_cosine_documents"] = round(float((gpu_docs * ref_docs).sum(axis=1).min()), 5)
+        run["min_cosine_queries"] = round(float((gpu_queries * ref_queries).sum(axis=1).min()), 5)
+        run["cosine_ok"] = min(run["min_cosine_documents"], run["min_cosine_queries"]) >= MIN_COSINE
+        results["runs"][name] = run
+        log.info("  %s: %s", name, run)
+        encoder.close()
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+    results["duration_s"] = round(time.perf_counter() - begun, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    log.info("bench-gpu: wrote %s in %s s", args.out, results["duration_s"])
+    failed = [n for n, r in results["runs"].items() if r.get("cosine_ok") is False and "served" in n]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""The benchmark's section of docs/benchmarks.md and the engine ratios it is judged by."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+BEGIN = "<!-- bench:engines:begin (written by `make bench`; edit bench/report.py instead) -->"
+END = "<!-- bench:engines:end -->"
+
+# The done-when of issue 9: onnx against torch in the same run, and HTTP against the floor.
+TARGETS = {
+    "search_p50_c1": ("<=", 0.55),
+    "throughput_c8": (">=", 2.0),
+    "ingest_docs_per_s": (">=", 1.4),
+    "http_p50_over_floor": ("<=", 1.3),
+}
+
+
+def _meets(value: float, target: tuple[str, float]) -> bool:
+    op, bound = target
+    return value <= bound if op == "<=" else value >= bound
+
+
+def ratios(configs: dict[str, Any], base: str = "torch", new: str = "onnx") -> dict[str, Any]:
+    """onnx / torch for the three speed rows, HTTP p50 / floor for onnx, total errors."""
+    out: dict[str, Any] = {"errors": sum(_errors(c) for c in configs.values()), "lines": []}
+    if base in configs and new in configs:
+        b, n = configs[base], configs[new]
+        concurrent = next(k for k in n["search"] if k != "c1")
+        out["search_p50_c1"] = round(
+            n["search"]["c1"]["client"]["p50_ms"] / b["search"]["c1"]["client"]["p50_ms"], 3
+        )
+        out["throughput_c8"] = round(
+            n["search"][concurrent]["queries_per_s"] / b["search"][concurrent]["queries_per_s"], 3
+        )
+        out["ingest_docs_per_s"] = round(n["ingest"]["docs_per_s"] / b["ingest"]["docs_per_s"], 3)
+    if new in configs:
+        out["http_p50_over_floor"] = configs[new]["http_p50_over_floor"]
+    for key, target in TARGETS.items():
+        if key in out:
+            mark = "meets" if _meets(out[key], target) else "MISSES"
+            out["lines"].append(f"{key}: {out[key]} ({mark} {target[0]} {target[1]})")
+    out["lines"].append(f"errors: {out['errors']} ({'meets' if out['errors'] == 0 else 'MISSES'} == 0)")
+    return out
+
+
+def _errors(config: dict[str, Any]) -> int:
+    return int(config["ingest"]["errors"]) + sum(int(s["errors"]) for s in config["search"].values())
+
+
+def _rss(peaks: dict[str, float]) -> str:
+    workers = [v for k, v in peaks.items() if k != "main"]
+    if not workers:
+        return f"{peaks.get('main', 0):.0f}"
+    return f"{max(workers):.0f} per worker ×{len(workers)}"
+
+
+def section(results: dict[str, Any], json_path: Path) -> str:
+    configs = results["configs"]
+    names = list(configs)
+    concurrent = next(k for k in next(iter(configs.values()))["search"] if k != "c1")
+    rows: list[tuple[str, list[str]]] = [
+        ("ingestion, docs/s", [f"{c['ingest']['docs_per_s']}" for c in configs.values()]),
+        ("`/search` c=1, p50 / p95 / p99 ms", [_lat(c["search"]["c1"]) for c in configs.values()]),
+        ("`/search` c=1, queries/s", [f"{c['search']['c1']['queries_per_s']}" for c in configs.values()]),
+        (
+            f"`/search` c={concurrent[1:]}, p50 / p95 / p99 ms",
+            [_lat(c["search"][concurrent]) for c in configs.values()],
+        ),
+        (
+            f"`/search` c={concurrent[1:]}, queries/s",
+            [f"{c['search'][concurrent]['queries_per_s']}" for c in configs.values()],
+        ),
+        ("errors (ingest + search)", [str(_errors(c)) for c in configs.values()]),
+        (
+            "in-process floor p50 ms (encode + Chroma)",
+            [
+                f"{c['floor']['total']['p50_ms']} ({c['floor']['encode']['p50_ms']} + {c['floor']['chroma_query']['p50_ms']})"
+                for c in configs.values()
+            ],
+        ),
+        ("HTTP p50 / floor p50", [f"{c['http_p50_over_floor']}×" for c in configs.values()]),
+        ("peak RSS query, MiB", [_rss(c["peak_rss_mb"]["query"]) for c in configs.values()]),
+        ("peak RSS ingest, MiB", [_rss(c["peak_rss_mb"]["ingest"]) for c in configs.values()]),
+        ("peak RSS Chroma, MiB", [_rss(c["peak_rss_mb"]["chroma"]) for c in configs.values()]),
+    ]
+    w = results["workload"]
+    s = results["services"]
+    lines = [
+        BEGIN,
+        "## Serving speed by engine (issue 9)",
+        "",
+        f"One run of `make bench` on {results['date']}: {results['machine']['cpus']} CPUs "
+        f"(load average {results['load_average_start']} at the start, {results['load_average_end']} at the end; "
+        "other work on the machine skews every number, the ratios least). Each column started its own "
+        f"Chroma and services under gunicorn ({s['query_workers']} query workers, {s['ingest_workers']} ingest "
+        f"worker, default settings otherwise), serving version `{results['model_version']}`. "
+        f"{w['documents']} {w['corpus']} abstracts posted in batches of {w['batch_size']}; "
+        f"{w['queries']} claims one at a time, then {w['queries_concurrent']} from "
+        f"{concurrent[1:]} concurrent clients, k={w['k']}. Client-side latencies. Peak RSS is VmHWM per process "
+        f"(gunicorn's master is not counted). Whole run: {results['duration_s']:.0f} s.",
+        "",
+        "| | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+        *[f"| {label} | " + " | ".join(values) + " |" for label, values in rows],
+        "",
+        "Ratios (onnx against torch, same run) and the targets of issue 9:",
+        "",
+        *[f"- {line}" for line in results["ratios"]["lines"]],
+        "",
+        "```bash",
+        "make bench                       # all configurations; JSON in runs/bench.json",
+        f"# this run: {json_path.name}",
+        "```",
+        END,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _lat(s: dict[str, Any]) -> str:
+    c = s["client"]
+    return f"{c['p50_ms']} / {c['p95_ms']} / {c['p99_ms']}"
+
+
+def update_doc(doc: Path, results: dict[str, Any], json_path: Path) -> None:
+    """Replace this benchmark's section (between its markers), or append it."""
+    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
+    new = section(results, json_path)
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1].lstrip("\n")
+        text = head + new + ("\n" + tail if tail else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + new
+    doc.write_text(text)

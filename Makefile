@@ -59,6 +59,10 @@ reindex: install ## Re-embed one version's collection into the current version's
 bench: install ## Benchmarks recorded in docs/benchmarks.md
 	$(PY) -m bench $(ARGS)
 
+.PHONY: loadtest
+loadtest: install ## 16 search clients for 60 s + the loader (1,000 docs) on the local stack: errors, p50/p99, /healthz, RSS
+	$(PY) -m bench.loadtest --corpus $(DATA)/scifact --weights-dir $(WEIGHTS_DIR) $(ARGS)
+
 up: ## docker compose up (creates .env from .env.example with a fresh ingest API key if missing)
 	./deploy/compose-up.sh
 

@@ -5,7 +5,9 @@
 2. The folder and kustomization.yaml agree: every manifest is listed, every listed file exists.
 3. References resolve: each ConfigMap, PersistentVolumeClaim and Service a workload names is
    defined here (the ingest API key Secret excepted: operators create it, see the README); each
-   Service and HorizontalPodAutoscaler finds its target; named probe and service ports exist.
+   Service and HorizontalPodAutoscaler finds its target; named probe and service ports exist; each
+   NetworkPolicy selects pods of a workload here and admits pods that exist.
+4. Every probe has an explicit timeoutSeconds (a probe must never wait on Kubernetes' default).
 """
 
 from __future__ import annotations
@@ -143,10 +145,97 @@ def reference_errors(docs: list[tuple[Path, Manifest]]) -> list[str]:
     return errors
 
 
+def selects(selector: Manifest, labels: dict[str, str]) -> bool:
+    """A Kubernetes label selector (matchLabels and matchExpressions) against a pod's labels."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expr in selector.get("matchExpressions", []):
+        key, op, values = expr["key"], expr["operator"], expr.get("values", [])
+        ok = {
+            "In": key in labels and labels[key] in values,
+            "NotIn": key not in labels or labels[key] not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[op]
+        if not ok:
+            return False
+    return True
+
+
+def pod_labels(doc: Manifest) -> dict[str, str]:
+    return dict(doc["spec"]["template"]["metadata"]["labels"])
+
+
+def admitted(docs: list[tuple[Path, Manifest]], target: str) -> set[str] | None:
+    """Names of the workloads whose pods the NetworkPolicies let reach workload `target`'s pods;
+    None when no policy selects them (every pod may)."""
+    workloads = {doc["metadata"]["name"]: doc for _, doc in docs if doc["kind"] in WORKLOADS}
+    policies = [
+        doc
+        for _, doc in docs
+        if doc["kind"] == "NetworkPolicy"
+        and selects(doc["spec"]["podSelector"], pod_labels(workloads[target]))
+    ]
+    if not policies:
+        return None
+    allowed: set[str] = set()
+    for policy in policies:
+        for rule in policy["spec"].get("ingress", []):
+            for peer in rule.get("from", []):
+                if "namespaceSelector" in peer or "ipBlock" in peer:
+                    allowed.add("*")  # beyond this namespace's workloads
+                    continue
+                allowed |= {n for n, w in workloads.items() if selects(peer["podSelector"], pod_labels(w))}
+    return allowed
+
+
+def policy_errors(docs: list[tuple[Path, Manifest]]) -> list[str]:
+    workloads = [doc for _, doc in docs if doc["kind"] in WORKLOADS]
+    errors = []
+    for _, doc in docs:
+        if doc["kind"] != "NetworkPolicy":
+            continue
+        where = f"NetworkPolicy/{doc['metadata']['name']}"
+        targets = [w for w in workloads if selects(doc["spec"]["podSelector"], pod_labels(w))]
+        if not targets:
+            errors.append(f"{where}: podSelector matches no workload's pods")
+        ports = {
+            p.get(k)
+            for w in targets
+            for c in containers(w)
+            for p in c.get("ports", [])
+            for k in ("name", "containerPort")
+        }
+        for rule in doc["spec"].get("ingress", []):
+            for port in rule.get("ports", []):
+                if targets and port.get("port") not in ports:
+                    errors.append(f"{where}: port {port.get('port')!r} is not a container port of its pods")
+            for peer in rule.get("from", []):
+                selector = peer.get("podSelector")
+                if selector is not None and not any(selects(selector, pod_labels(w)) for w in workloads):
+                    errors.append(f"{where}: a `from` podSelector matches no workload's pods")
+    return errors
+
+
+def probe_errors(docs: list[tuple[Path, Manifest]]) -> list[str]:
+    errors = []
+    for _, doc in docs:
+        if doc["kind"] not in WORKLOADS:
+            continue
+        for c in containers(doc):
+            for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+                if probe in c and "timeoutSeconds" not in c[probe]:
+                    errors.append(
+                        f"{doc['kind']}/{doc['metadata']['name']}: {probe} has no explicit timeoutSeconds"
+                    )
+    return errors
+
+
 def validate(directory: Path = K8S_DIR, version: str = KUBERNETES_VERSION) -> tuple[int, list[str]]:
     """(number of manifests checked, errors)."""
     docs = manifests(directory)
-    return len(docs), listing_errors(directory) + schema_errors(docs, version) + reference_errors(docs)
+    errors = listing_errors(directory) + schema_errors(docs, version) + reference_errors(docs)
+    return len(docs), errors + policy_errors(docs) + probe_errors(docs)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,8 +5,9 @@
 It runs what docker-compose.yml runs (see deploy/local/compose.py for how the file is mapped to
 local hosts, ports and directories), waits until every service answers, loads the demo corpus
 into an empty index with the loader CLI, prints example requests and stays in the foreground.
-Ctrl-C (or SIGTERM) stops all three; if one of them dies, the others are stopped and the stack
-exits non-zero with the last lines that service logged.
+Ctrl-C (or SIGTERM) stops all three. Once everything is up, a service that dies is restarted, with
+backoff (1 s doubling to 30 s), while the others keep serving; one that dies while the stack is
+starting stops it, non-zero, with the last lines that service logged.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from deploy.local.compose import (
     local_services,
 )
 from deploy.local.supervisor import ServiceExitedError, Supervisor
+from twotower.engine.onnx_engine import has_onnx
+from twotower.registry import latest_version
 
 log = logging.getLogger("stack")
 
@@ -91,6 +94,19 @@ def load_corpus(ingest_url: str, corpus: str, limit: int | None, env: dict[str, 
     subprocess.run(argv, env=env, cwd=ROOT, check=True)
 
 
+def ensure_servable_model(weights_dir: Path, env: dict[str, str]) -> None:
+    """The default engine (onnx) serves published versions only: publish the untrained base model
+    with its ONNX export when nothing is published, and export LATEST when it has no ONNX yet."""
+    version = latest_version(weights_dir)
+    if version is not None and has_onnx(weights_dir / version):
+        return
+    argv = [sys.executable, "-m", "twotower.engine.export", "--weights-dir", str(weights_dir)]
+    if version is None:
+        argv += ["--base", "--out", str(weights_dir)]
+    log.info("no servable model in %s yet: %s", weights_dir, shlex.join(argv[1:]))
+    subprocess.run(argv, env=env, cwd=ROOT, check=True)
+
+
 def examples(services: dict[str, LocalService], api_key: str) -> str:
     query, ingest = services["query"].url, services["ingest"].url
     key = f"-H 'X-API-Key: {api_key}' " if api_key else ""
@@ -123,6 +139,11 @@ def run(args: argparse.Namespace) -> int:
     services = local_services(layout, variables=variables)
     ensure_ports_free(services, layout)
     layout.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        ensure_servable_model(layout.weights_dir, child_environment({}, ROOT))
+    except subprocess.CalledProcessError as exc:
+        log.error("could not publish a model to serve: %s", exc)
+        return 1
 
     supervisor = Supervisor()
     started = time.monotonic()
@@ -144,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
         supervisor.wait_http(services["query"].url + "/readyz", 60)
         sys.stdout.write(examples(services, api_key) + "\n")
         sys.stdout.flush()
-        log.info("serving search after %.0fs", time.monotonic() - started)
+        log.info("serving search after %.0fs; a service that dies is restarted", time.monotonic() - started)
         supervisor.watch()
     except StopRequested as exc:
         log.info("%s: stopping all services", exc)

@@ -170,6 +170,12 @@ STORE_RESPONSES: Responses = described(
 )
 BODY_RESPONSES: Responses = {
     **described(
+        400,
+        "The body cannot be parsed at all: not UTF-8, or numbers or nesting beyond what the JSON "
+        "parser takes (over 4,300 digits, about 1,000 levels).",
+        "There was an error parsing the body",
+    ),
+    **described(
         413,
         "The body is larger than the service's limit (`*_MAX_BODY_BYTES`); refused before it is read.",
         "request body is larger than 65536 bytes (QUERY_MAX_BODY_BYTES)",

@@ -11,7 +11,16 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from twotower.limits import MAX_METADATA_KEY_CHARS, MAX_TEXT_CHARS, RESERVED_METADATA_PREFIXES
+from twotower.limits import (
+    MAX_METADATA_KEYS,
+    MAX_METADATA_TOTAL_CHARS,
+    MAX_TEXT_CHARS,
+    MAX_TITLE_CHARS,
+    id_problem,
+    metadata_key_problem,
+    scalar_problem,
+    surrogate_problem,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +45,15 @@ def to_document(row: dict[str, Any], notes: dict[str, int]) -> dict[str, Any] | 
     if doc_id is None or not str(doc_id).strip():
         _note(notes, "skipped (no id)")
         return None
-    title = str(row.get("title") or "").strip() or None
+    if id_problem(str(doc_id)) is not None:
+        # The API would refuse the whole batch (ids are one URL path segment: no "/", "#", spaces...).
+        _note(notes, "skipped (id the API refuses: see twotower.limits.ID_CHARSET)")
+        return None
+    title = str(row.get("title") or "").strip()[:MAX_TITLE_CHARS] or None
     text = str(row.get("text") or "")
+    if surrogate_problem(text) or (title and surrogate_problem(title)):
+        _note(notes, "skipped (text is not valid Unicode)")
+        return None
     if not text.strip():
         if title is None:
             _note(notes, "skipped (no text)")
@@ -49,17 +65,22 @@ def to_document(row: dict[str, Any], notes: dict[str, int]) -> dict[str, Any] | 
     doc: dict[str, Any] = {"id": str(doc_id), "text": text}
     if title:
         doc["title"] = title
-    metadata = {}
+    metadata: dict[str, Any] = {}
+    size = 0
     for key, value in (row.get("metadata") or {}).items():
-        # The API takes flat str/int/float/bool values under keys it does not reserve.
+        # The API takes flat scalars (strings of bounded length, int64, finite numbers) under keys it
+        # does not reserve, within a total size (twotower.limits).
+        extra = len(str(key)) + (len(value) if isinstance(value, str) else 0)
         if (
-            isinstance(value, str | int | float | bool)
-            and 0 < len(key) <= MAX_METADATA_KEY_CHARS
-            and not key.startswith(RESERVED_METADATA_PREFIXES)
+            metadata_key_problem(key) is None
+            and scalar_problem(value) is None
+            and size + extra <= MAX_METADATA_TOTAL_CHARS
+            and len(metadata) < MAX_METADATA_KEYS
         ):
             metadata[key] = value
+            size += extra
         else:
-            _note(notes, "metadata values dropped (nested, null or reserved key)")
+            _note(notes, "metadata values dropped (nested, null, out of bounds or reserved key)")
     if metadata:
         doc["metadata"] = metadata
     return doc

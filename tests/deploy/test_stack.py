@@ -1,8 +1,9 @@
 """`make run` end to end: python -m deploy.local.stack, on free ports and a temporary data directory.
 
 It must start Chroma, ingestion and query from docker-compose.yml, load a corpus into the empty
-index, serve search, accept new documents, and stop every process on Ctrl-C; a service that dies
-must take the stack down with a non-zero exit and that service's last log lines.
+index, serve search, accept new documents, restart a service that dies once it is serving, and
+stop every process on Ctrl-C; a service that dies while starting must take the stack down with a
+non-zero exit and that service's last log lines.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,6 +94,32 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def command(pid: int) -> str:
+    """Which service a child of the stack is: chroma, ingest or query (from its command line)."""
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    if any(a.endswith("chroma") for a in argv[:2]):
+        return "chroma"
+    return next(name for name in ("ingest", "query") if any(f"services.{name}.main" in a for a in argv))
+
+
+def search(query_url: str, text: str) -> str | None:
+    """The id of the first hit, or None while the query service cannot answer."""
+    try:
+        response = httpx.post(f"{query_url}/search", json={"query": text, "k": 1}, timeout=30)
+    except httpx.HTTPError:
+        return None
+    return response.json()["results"][0]["id"] if response.status_code == 200 else None
+
+
+def eventually(check: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(1)
+    return True
+
+
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -143,6 +170,20 @@ def test_stack_serves_search_and_ctrl_c_stops_everything(tmp_path: Path, stop_at
     hits = httpx.post(f"{query}/search", json={"query": "how is green tea made", "k": 1}).json()["results"]
     assert hits[0]["id"] == "tea"
 
+    # A service that dies is restarted while the others keep serving: Chroma (the services
+    # reconnect on their own), then the query service (its gunicorn master, killed outright).
+    before = {command(pid): pid for pid in children(stack.proc.pid)}
+    assert set(before) == {"chroma", "ingest", "query"}
+    for name in ("chroma", "query"):
+        os.kill(before[name], signal.SIGKILL)
+        stack.wait_for(f"{name} | restarted (restart 1)", timeout=60)
+        assert eventually(lambda: search(query, "how is green tea made") == "tea", timeout=300), (
+            stack.output()[-3000:]
+        )
+    after = {command(pid): pid for pid in children(stack.proc.pid)}
+    assert after["ingest"] == before["ingest"]  # never stopped
+    assert after["chroma"] != before["chroma"] and after["query"] != before["query"]
+
     services = children(stack.proc.pid)
     assert len(services) == 3
     stack.proc.send_signal(signal.SIGINT)
@@ -151,7 +192,7 @@ def test_stack_serves_search_and_ctrl_c_stops_everything(tmp_path: Path, stop_at
     assert "stopping all services" in stack.output()
 
 
-def test_a_service_that_dies_stops_the_stack_with_its_log_tail(
+def test_a_service_that_dies_while_starting_stops_the_stack_with_its_log_tail(
     tmp_path: Path, stop_at_end: list[Launch]
 ) -> None:
     (tmp_path / "data").mkdir()

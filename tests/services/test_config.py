@@ -12,18 +12,17 @@ from services.common.settings import PACKAGED_BASE_MODEL
 from services.ingest.config import Settings as IngestSettings
 from services.query.config import Settings as QuerySettings
 from tests.conftest import ROOT
-from twotower.index.store import RESERVED_PREFIX
-from twotower.limits import RESERVED_METADATA_PREFIXES
+from twotower.index.documents import PASSAGE_SEPARATOR, RESERVED_PREFIX
+from twotower.limits import RESERVED_METADATA_PREFIXES, id_problem
 
 
-def test_defaults_match_the_model_package_and_the_store() -> None:
+def test_the_services_agree_with_the_model_package_and_the_index() -> None:
+    # Spelled out in settings so that reading them does not import torch: must stay the same.
     assert PACKAGED_BASE_MODEL == twotower.PACKAGED_BASE_MODEL
+    # Keys the index owns are refused in clients' metadata...
     assert RESERVED_PREFIX in RESERVED_METADATA_PREFIXES
-    ingest, query = IngestSettings(), QuerySettings()
-    assert (query.port, ingest.port) == (8000, 8001)
-    assert ingest.chroma_port == query.chroma_port == 8002
-    assert ingest.max_documents_per_request == 1000 and ingest.api_key is None
-    assert query.cors_origins == ["*"]
+    # ...and no client id can look like one of its passage ids (<id>#<i>).
+    assert id_problem(f"doc{PASSAGE_SEPARATOR}1") is not None
 
 
 def test_settings_read_their_own_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -54,4 +53,3 @@ def test_gunicorn_config_binds_from_settings(
     assert conf["bind"] == "0.0.0.0:9123" and conf["workers"] == 3
     module, _, cls = conf["worker_class"].rpartition(".")
     assert hasattr(importlib.import_module(module), cls)
-    assert conf["control_socket_disable"] is True

@@ -24,11 +24,9 @@ BODY_LIMIT = 64 * 1024
 
 
 @pytest.fixture(scope="module")
-def guarded(chroma_server: ChromaServer, empty_weights: Path) -> Iterator[Api]:
+def guarded(chroma_server: ChromaServer, base_weights: Path) -> Iterator[Api]:
     """Ingestion with a key and a 64 KiB body limit."""
-    with ingest_service(
-        chroma_server, empty_weights, "limits", api_key=KEY, max_body_bytes=BODY_LIMIT
-    ) as api:
+    with ingest_service(chroma_server, base_weights, "limits", api_key=KEY, max_body_bytes=BODY_LIMIT) as api:
         yield api
 
 

@@ -54,8 +54,8 @@ def timed_get(client: httpx.Client, path: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def query_server(chroma_server: ChromaServer, empty_weights: Path) -> Iterator[LiveServer]:
-    settings = QuerySettings(**common_settings(chroma_server, empty_weights, "svc"), max_pending=PENDING)
+def query_server(chroma_server: ChromaServer, base_weights: Path) -> Iterator[LiveServer]:
+    settings = QuerySettings(**common_settings(chroma_server, base_weights, "svc"), max_pending=PENDING)
     with LiveServer(create_query_app(settings)) as server:
         yield server
 
@@ -102,8 +102,8 @@ def test_search_past_max_pending_is_503_at_once_and_probes_stay_fast(
     assert httpx.post(f"{url}/search", json={"query": "after"}, timeout=30).status_code == 200
 
 
-def test_ingest_past_max_pending_is_503(chroma_server: ChromaServer, empty_weights: Path) -> None:
-    settings = IngestSettings(**common_settings(chroma_server, empty_weights, "bp"), max_pending=1)
+def test_ingest_past_max_pending_is_503(chroma_server: ChromaServer, base_weights: Path) -> None:
+    settings = IngestSettings(**common_settings(chroma_server, base_weights, "bp"), max_pending=1)
     with LiveServer(create_ingest_app(settings)) as server:
         body = {"documents": [{"id": "bp-1", "text": "Held in the model."}]}
         with ThreadPoolExecutor(1) as pool, held_model(server, "encode_documents") as (release, entered):

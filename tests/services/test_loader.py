@@ -119,10 +119,21 @@ def test_corpus_rows_become_api_documents() -> None:
     assert to_document({"text": "no id"}, notes) is None
     long = to_document({"id": "l", "text": "x" * (MAX_TEXT_CHARS + 5)}, notes)
     assert long is not None and len(long["text"]) == MAX_TEXT_CHARS
+    # What the API would refuse (and so fail the whole batch) is skipped or dropped here.
+    assert to_document({"id": "a/b", "text": "x"}, notes) is None
+    assert to_document({"id": "s", "text": "bad \ud800"}, notes) is None
+    odd = {"big": 2**63, "nan": float("nan"), "$and": 1, "ok": 2**63 - 1}
+    assert to_document({"id": "m", "text": "x", "metadata": odd}, notes) == {
+        "id": "m",
+        "text": "x",
+        "metadata": {"ok": 2**63 - 1},
+    }
     assert notes == {
-        "metadata values dropped (nested, null or reserved key)": 2,
+        "metadata values dropped (nested, null, out of bounds or reserved key)": 5,
         "skipped (no text)": 1,
         "skipped (no id)": 1,
+        "skipped (id the API refuses: see twotower.limits.ID_CHARSET)": 1,
+        "skipped (text is not valid Unicode)": 1,
         f"truncated to {MAX_TEXT_CHARS:,} characters": 1,
     }
 

@@ -1,0 +1,360 @@
+"""`python -m bench.loadtest` (`make loadtest`): search clients and the loader at once, against the
+local stack: `make run`'s processes, started here the same way (python -m deploy.local.stack) on
+free ports with a fresh data directory, and stopped at the end.
+
+1. start the stack (it loads the demo corpus), then warm up: the search clients for --warmup s;
+2. RSS of every process (Chroma, each gunicorn master and worker);
+3. --users locust clients post /search back to back for --duration s while the loader posts --docs
+   SciFact abstracts to the ingestion API, and /healthz of both services is probed every 100 ms;
+4. RSS again once the loader is done; stop the stack.
+
+Writes JSON (--json) and its section of docs/benchmarks.md. Exits non-zero unless: zero errors
+(search, loader, probes), /healthz p99 under 100 ms on both services, and every service's RSS at
+the end within 10% of its RSS after warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from bench.loadtest.report import update_doc
+from twotower.beir import load_queries
+
+log = logging.getLogger("loadtest")
+ROOT = Path(__file__).resolve().parents[2]
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+DEFAULT_CORPUS = ROOT.parent / "shared" / "data" / "scifact"
+HEALTHZ_BUDGET_MS = 100.0
+RSS_GROWTH_BUDGET = 0.10
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _service(pid: int) -> str:
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    for name in ("ingest", "query"):
+        if any(f"services.{name}.main" in a for a in argv):
+            return name
+    return "chroma" if any("chroma" in a for a in argv[:2]) else " ".join(argv)[:40]
+
+
+def processes(stack_pid: int) -> dict[str, list[int]]:
+    """Each service's processes: the stack's child (a gunicorn master, or Chroma) and its descendants."""
+    tree: dict[str, list[int]] = {}
+    for pid in _children(stack_pid):
+        pids, todo = [], [pid]
+        while todo:
+            p = todo.pop()
+            pids.append(p)
+            todo += _children(p)
+        tree[_service(pid)] = sorted(pids)
+    return tree
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def snapshot(stack_pid: int) -> dict[str, dict[str, Any]]:
+    return {
+        name: {
+            "pids": pids,
+            "rss_mib": [rss_mib(p) for p in pids],
+            "total_mib": round(sum(map(rss_mib, pids)), 1),
+        }
+        for name, pids in sorted(processes(stack_pid).items())
+    }
+
+
+class Prober(threading.Thread):
+    """GET /healthz on each URL every `every_s` seconds; latencies in ms, failures counted."""
+
+    def __init__(self, urls: dict[str, str], every_s: float = 0.1) -> None:
+        super().__init__(daemon=True)
+        self.urls, self.every_s = urls, every_s
+        self.times: dict[str, list[float]] = {name: [] for name in urls}
+        self.errors: dict[str, int] = dict.fromkeys(urls, 0)
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        clients = {name: httpx.Client(base_url=url, timeout=5) for name, url in self.urls.items()}
+        while not self.stopped.wait(self.every_s):
+            for name, client in clients.items():
+                started = time.perf_counter()
+                try:
+                    ok = client.get("/healthz").status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                self.times[name].append((time.perf_counter() - started) * 1000)
+                self.errors[name] += not ok
+        for client in clients.values():
+            client.close()
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        return {
+            name: {
+                "probes": len(times),
+                "errors": self.errors[name],
+                "p50_ms": round(float(np.percentile(times, 50)), 1),
+                "p99_ms": round(float(np.percentile(times, 99)), 1),
+                "max_ms": round(max(times), 1),
+            }
+            for name, times in self.times.items()
+        }
+
+
+def start_stack(
+    work: Path, weights: Path, env: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    ports = {"query": free_port(), "ingest": free_port(), "chroma": free_port()}
+    argv = [
+        sys.executable,
+        "-m",
+        "deploy.local.stack",
+        *("--query-port", str(ports["query"]), "--ingest-port", str(ports["ingest"])),
+        *(
+            "--chroma-port",
+            str(ports["chroma"]),
+            "--data-dir",
+            str(work / "data"),
+            "--weights-dir",
+            str(weights),
+        ),
+    ]
+    stack_log = work / "stack.log"
+    with stack_log.open("wb") as out:
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    urls = {name: f"http://127.0.0.1:{ports[name]}" for name in ("query", "ingest")}
+    deadline = time.monotonic() + 900
+    while "serving search" not in stack_log.read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            tail = stack_log.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"the stack did not come up (exit {proc.poll()}):\n{tail}")
+        time.sleep(1)
+    return proc, urls
+
+
+def locust(
+    query_url: str, users: int, seconds: int, prefix: Path, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    argv = [
+        str(Path(sys.executable).with_name("locust")),
+        *("-f", str(LOCUSTFILE), "--headless", "--only-summary", "--loglevel", "WARNING"),
+        *("-u", str(users), "-r", str(users), "-t", f"{seconds}s", "--host", query_url, "--csv", str(prefix)),
+    ]
+    with prefix.with_suffix(".log").open("wb") as out:
+        return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def locust_stats(prefix: Path) -> dict[str, Any]:
+    with open(f"{prefix}_stats.csv", newline="") as f:
+        (row,) = [r for r in csv.DictReader(f) if r["Name"] == "Aggregated"]
+    return {
+        "requests": int(row["Request Count"]),
+        "errors": int(row["Failure Count"]),
+        "throughput_rps": round(float(row["Requests/s"]), 2),
+        "p50_ms": float(row["50%"]),
+        "p99_ms": float(row["99%"]),
+        "max_ms": round(float(row["Max Response Time"]), 1),
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    key = secrets.token_hex(16)
+    env = {**os.environ, "INGEST_API_KEY": key, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    with tempfile.TemporaryDirectory(prefix="loadtest-") as tmp:
+        work = Path(tmp)
+        queries = work / "queries.txt"
+        queries.write_text("\n".join(load_queries(args.corpus).values()) + "\n")
+        env["LOADTEST_QUERIES"] = str(queries)
+        started = time.monotonic()
+        log.info("starting the stack (python -m deploy.local.stack, data in %s)", work / "data")
+        stack, urls = start_stack(work, args.weights_dir, env)
+        try:
+            log.info(
+                "stack up after %.0f s; warming up: %d clients for %d s",
+                time.monotonic() - started,
+                args.users,
+                args.warmup,
+            )
+            warm = locust(urls["query"], args.users, args.warmup, work / "warmup", env)
+            if warm.wait(timeout=args.warmup + 120) != 0:
+                raise RuntimeError(f"warm-up locust failed: {(work / 'warmup.log').read_text()[-2000:]}")
+            after_warmup = snapshot(stack.pid)
+            load_avg = os.getloadavg()
+
+            log.info(
+                "load: %d clients for %d s, loader posting %d documents", args.users, args.duration, args.docs
+            )
+            prober = Prober(urls)
+            prober.start()
+            clients = locust(urls["query"], args.users, args.duration, work / "search", env)
+            loader_started = time.monotonic()
+            with (work / "loader.log").open("wb") as out:
+                loader_argv = [sys.executable, "-m", "services.loader", "--url", urls["ingest"]]
+                loader_argv += ["--corpus", str(args.corpus), "--limit", str(args.docs)]
+                loader_argv += ["--batch-size", str(args.batch_size)]
+                loader = subprocess.Popen(
+                    loader_argv,
+                    cwd=ROOT,
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+                loader_rc = loader.wait(timeout=args.duration + 900)
+            loader_s = time.monotonic() - loader_started
+            clients_rc = clients.wait(timeout=args.duration + 120)
+            prober.stopped.set()
+            prober.join()
+            end = snapshot(stack.pid)
+            search = locust_stats(work / "search")
+            stored = httpx.get(f"{urls['ingest']}/stats", timeout=30).json()
+        finally:
+            stack.send_signal(signal.SIGINT)
+            try:
+                stack.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                stack.kill()
+        loader_tail = (work / "loader.log").read_text(errors="replace").strip().splitlines()[-1:]
+
+    rss = {
+        name: {
+            "after_warmup_mib": after_warmup[name]["total_mib"],
+            "end_mib": end[name]["total_mib"],
+            "growth": round(end[name]["total_mib"] / after_warmup[name]["total_mib"] - 1, 4),
+            "processes": len(end[name]["pids"]),
+        }
+        for name in sorted(after_warmup.keys() & end.keys())
+    }
+    healthz = prober.summary()
+    errors = (
+        search["errors"] + (loader_rc != 0) + sum(h["errors"] for h in healthz.values()) + (clients_rc != 0)
+    )
+    checks = {
+        "zero errors": errors == 0,
+        f"/healthz p99 < {HEALTHZ_BUDGET_MS:g} ms": all(
+            h["p99_ms"] < HEALTHZ_BUDGET_MS for h in healthz.values()
+        ),
+        f"RSS growth within {RSS_GROWTH_BUDGET:.0%}": all(
+            abs(r["growth"]) <= RSS_GROWTH_BUDGET for r in rss.values()
+        ),
+    }
+    return {
+        "command": "make loadtest" + (f" ARGS='{args.raw}'" if args.raw else ""),
+        "when": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "machine": {"cpus": os.cpu_count(), "load_avg_1_5_15_at_start": [round(x, 2) for x in load_avg]},
+        "users": args.users,
+        "duration_s": args.duration,
+        "search": search,
+        "loader": {
+            "documents": args.docs,
+            "batch_size": args.batch_size,
+            "exit_code": loader_rc,
+            "seconds": round(loader_s, 1),
+            "docs_per_s": round(args.docs / loader_s, 1),
+            "last_line": loader_tail[0] if loader_tail else "",
+            "collection_count_after": stored.get("count"),
+        },
+        "healthz": healthz,
+        "rss": rss,
+        "errors": errors,
+        "checks": checks,
+        "passed": all(checks.values()),
+    }
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.loadtest",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--users", type=int, default=16, help="concurrent search clients (default 16)")
+    p.add_argument("--duration", type=int, default=60, help="seconds of search load (default 60)")
+    p.add_argument("--warmup", type=int, default=15, help="seconds of search load before the RSS baseline")
+    p.add_argument(
+        "--docs", type=int, default=1000, help="documents the loader posts meanwhile (default 1000)"
+    )
+    p.add_argument("--batch-size", type=int, default=64, help="loader documents per POST (its default)")
+    p.add_argument(
+        "--corpus", type=Path, default=DEFAULT_CORPUS, help="BEIR folder: the documents and the queries"
+    )
+    p.add_argument(
+        "--weights-dir", type=Path, default=ROOT / "weights", help="as make run (published versions)"
+    )
+    p.add_argument("--json", type=Path, default=ROOT / "docs" / "loadtest.json")
+    p.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    p.add_argument("--no-doc", action="store_true", help="write the JSON only")
+    args = p.parse_args(argv)
+    args.raw = " ".join(argv if argv is not None else sys.argv[1:])
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s loadtest | %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    args = parse_args(argv)
+    results = run(args)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2) + "\n")
+    if not args.no_doc:
+        update_doc(args.doc, results, args.json)
+    s, h = results["search"], results["healthz"]
+    log.info(
+        "search: %d requests, %d errors, %.1f req/s, p50 %.0f ms, p99 %.0f ms; /healthz p99 query %.1f ms, "
+        "ingest %.1f ms; loader %s docs in %.0f s; %s",
+        s["requests"],
+        s["errors"],
+        s["throughput_rps"],
+        s["p50_ms"],
+        s["p99_ms"],
+        h["query"]["p99_ms"],
+        h["ingest"]["p99_ms"],
+        results["loader"]["documents"],
+        results["loader"]["seconds"],
+        "PASSED"
+        if results["passed"]
+        else "FAILED: " + ", ".join(k for k, ok in results["checks"].items() if not ok),
+    )
+    return 0 if results["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -24,26 +24,32 @@ def mini_test_split(scifact_dir: Path, tmp_path_factory: pytest.TempPathFactory)
     return cut(scifact_dir, tmp_path_factory.mktemp("mini-scifact-test"), "test", 10, 30)
 
 
-def test_served_metrics_match_in_process(chroma_server: Any, mini_test_split: Path, tmp_path: Path) -> None:
+def test_served_metrics_match_in_process(
+    chroma_server: Any, mini_test_split: Path, published_base: Path, tmp_path: Path
+) -> None:
     common = {
         "chroma_host": chroma_server.host,
         "chroma_port": chroma_server.port,
         "collection_prefix": "evalserved",
-        "weights_dir": tmp_path / "weights",  # nothing published: both serve the untrained base model
+        "weights_dir": published_base,  # the untrained base model, served by the default engine
     }
     with (
         LiveServer(create_ingest(IngestSettings(**common))) as ingest,
         LiveServer(create_query(QuerySettings(**common))) as query,
     ):
-        report = evaluate_served(mini_test_split, "test", ingest.url, query.url, batch_size=16)
+        report = evaluate_served(
+            mini_test_split, "test", ingest.url, query.url, batch_size=16, modes=("dense", "hybrid")
+        )
         assert report["ingested"] == len((mini_test_split / "corpus.jsonl").read_text().splitlines())
         again = evaluate_served(mini_test_split, "test", ingest.url, query.url, skip_ingest=True)
     local = evaluate(mini_test_split, "test", ["base"], weights_dir=tmp_path / "weights")["systems"]["base"]
     assert report["model_version"] == local["version"]
     for metric in ("ndcg@10", "recall@100", "mrr@10"):
         assert report["served"][metric] == pytest.approx(local[metric], abs=0.005), metric
-    assert again["served"] == report["served"]
+    metrics = ("ndcg@10", "recall@100", "mrr@10")
+    assert {m: again["served"][m] for m in metrics} == {m: report["dense"][m] for m in metrics}
     assert report["served"]["ndcg@10"] > 0.5  # the base model does retrieve these claims' abstracts
+    assert report["hybrid"]["ndcg@10"] > 0.5 and report["hybrid"]["took_ms_p50"] > 0
 
 
 def test_unreachable_service_is_a_clear_error(mini_test_split: Path) -> None:

@@ -15,20 +15,36 @@ WEIGHTS_DIR ?= weights
 # Demo corpus for `make run`: empty = Python's own language reference topics (pydoc_data).
 CORPUS ?=
 
-.PHONY: help install run test test-slow lint train eval eval-served reindex bench up down compose-check k8s-check clean
+.PHONY: help install lock run test test-slow lint train eval eval-served reindex bench up down compose-check k8s-check clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements.txt requirements-train.txt requirements-dev.txt pyproject.toml
+# Every dependency, transitive ones included, comes from a lock file with hashes (pip refuses
+# anything else); the project itself is installed without dependencies. torch is the CPU build
+# (`+cpu` in the locks): from this machine's wheel folder when it has one, else PyTorch's CPU wheels.
+TORCH_FIND_LINKS ?= $(if $(wildcard /opt/wheels/torch-*+cpu-*.whl),/opt/wheels,https://download.pytorch.org/whl/cpu/torch/)
+$(VENV)/.installed: requirements/dev.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (set PYTHON=...)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-dev.txt
-	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m pip install -q --require-hashes --find-links $(TORCH_FIND_LINKS) -r requirements/dev.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
-install: $(VENV)/.installed ## Create .venv with every pinned dependency
+install: $(VENV)/.installed ## Create .venv from requirements/dev.lock (hashed) + this project, editable
+
+# The lock inputs are requirements.txt (the services), requirements-train.txt (+ training) and
+# requirements-dev.txt (+ tests, tools and the full chromadb with its server). dev.lock is resolved
+# first; the others are constrained to it, so a package has the same version in every lock.
+# requirements/chroma.lock is the compose test's stand-in Chroma image (deploy/podman/).
+UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28 --find-links $(TORCH_FIND_LINKS) --custom-compile-command "make lock"
+lock: ## Resolve requirements*.txt into the hashed lock files under requirements/ (needs PyPI)
+	@test -x $(VENV)/bin/uv || $(PY) -m pip install -q uv==$$(sed -n 's/^uv==//p' requirements-dev.txt)
+	$(UV_COMPILE) --no-emit-package chromadb-client requirements-dev.txt -o requirements/dev.lock
+	$(UV_COMPILE) -c requirements/dev.lock requirements-train.txt -o requirements/train.lock
+	$(UV_COMPILE) -c requirements/dev.lock requirements.txt -o requirements/serve.lock
+	$(UV_COMPILE) -c requirements/dev.lock requirements/chroma.in -o requirements/chroma.lock
 
 run: install ## Local stack: Chroma + ingest (8001) + query (8000), demo corpus loaded; Ctrl-C stops all
 	$(PY) -m deploy.local.stack --corpus "$(CORPUS)"

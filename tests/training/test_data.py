@@ -7,7 +7,7 @@ import torch
 
 from training.data import batches, make_pairs, mine_bm25_negatives, split_train_val
 from training.objectives import interpolate_, mnrl_loss, positive_mask, triplet_loss
-from training.retrieval import BM25
+from twotower.lexical import BM25
 
 DOCS = {
     "d1": "aspirin reduces the risk of heart attack",

@@ -18,7 +18,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -39,6 +39,7 @@ CONFIGS: dict[str, tuple[Engine, dict[str, str]]] = {
     "torch": ("torch", {}),
     "onnx": ("onnx", {}),
     "onnx, no micro-batching": ("onnx", {"QUERY_MICRO_BATCH": "false"}),
+    "onnx int8": ("onnx", {"QUERY_ONNX_VARIANT": "int8", "INGEST_ONNX_VARIANT": "int8"}),
 }
 
 
@@ -66,7 +67,7 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def served_weights(weights_dir: Path, scratch: Path) -> tuple[Path, str]:
+def served_weights(weights_dir: Path, scratch: Path, int8: bool) -> tuple[Path, str]:
     """A weights directory whose LATEST version has its ONNX export (exported if it lacks one)."""
     from twotower.engine.export import export_published, publish_base
 
@@ -74,8 +75,8 @@ def served_weights(weights_dir: Path, scratch: Path) -> tuple[Path, str]:
     if version is None:
         weights_dir = scratch / "weights"
         log.info("nothing published in %s: publishing the base model into %s", weights_dir, weights_dir)
-        version = publish_base(weights_dir)
-    export_published([weights_dir], version)
+        version = publish_base(weights_dir, int8=int8)
+    export_published([weights_dir], version, int8=int8)
     return weights_dir, version
 
 
@@ -130,6 +131,7 @@ def run_config(
             )
         # One query worker's threads: what the service computes for itself (see ServiceSettings).
         threads = max(1, len(os.sched_getaffinity(0)) // args.query_workers)
+        variant: Literal["fp32", "int8"] = "int8" if extra.get("QUERY_ONNX_VARIANT") == "int8" else "fp32"
         result["floor"] = floor(
             engine,
             weights,
@@ -139,6 +141,7 @@ def run_config(
             queries[: args.queries],
             args.k,
             threads,
+            variant,
         )
         result["http_p50_over_floor"] = round(
             result["search"]["c1"]["client"]["p50_ms"] / result["floor"]["total"]["p50_ms"], 2
@@ -183,7 +186,8 @@ def main() -> int:
     }
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         scratch = Path(tmp)
-        weights, version = served_weights(args.weights_dir, scratch)
+        int8 = any("INGEST_ONNX_VARIANT" in CONFIGS[n][1] for n in names)
+        weights, version = served_weights(args.weights_dir, scratch, int8)
         results["model_version"] = version
         for name in names:
             engine, extra = CONFIGS[name]

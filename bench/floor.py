@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import chromadb
 from chromadb.config import Settings as ChromaSettings
@@ -32,10 +32,17 @@ def floor(
     queries: list[str],
     k: int,
     threads: int,
+    variant: Literal["fp32", "int8"] = "fp32",
     warmup: int = 10,
 ) -> dict[str, Any]:
     encoder = open_encoder(
-        [weights_dir], version, engine=engine, threads=threads, towers=("query",), device="cpu"
+        [weights_dir],
+        version,
+        engine=engine,
+        threads=threads,
+        towers=("query",),
+        device="cpu",
+        variant=variant,
     )
     client = chromadb.HttpClient(
         host="127.0.0.1", port=chroma_port, settings=ChromaSettings(anonymized_telemetry=False)

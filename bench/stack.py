@@ -138,7 +138,6 @@ def running_stack(
         "collection_prefix": prefix,
         "host": "127.0.0.1",
         "log_level": "warning",
-        **(extra or {}),
     }
     with ExitStack() as stack:
         chroma = stack.enter_context(
@@ -166,6 +165,7 @@ def running_stack(
             ("query", query_port, query_workers),
         ):
             env = _service_env(f"{name.upper()}_", {**common, "port": str(port), "workers": str(workers)})
+            env.update(extra or {})  # full variable names (QUERY_..., INGEST_...)
             argv = [
                 gunicorn_bin,
                 "-c",

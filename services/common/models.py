@@ -103,6 +103,7 @@ class Models:
             device=s.device,
             threads=s.encoder_threads(),
             towers=self.towers,
+            variant=s.onnx_variant,
         )
         if self.service_wrap is not None:
             encoder = self.service_wrap(encoder)

@@ -49,6 +49,10 @@ class ServiceSettings(BaseSettings):
     engine: Literal["torch", "onnx"] = Field(
         default="onnx", description="How the towers run: onnx (ONNX Runtime) or torch (PyTorch)"
     )
+    onnx_variant: Literal["fp32", "int8"] = Field(
+        default="fp32",
+        description="onnx engine: fp32 graphs, or int8 ones (exported with --int8; faster, less exact)",
+    )
     threads: int | None = Field(
         default=None,
         ge=1,

@@ -45,8 +45,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[DualTowerWithFC, 
 
 @pytest.fixture(scope="module")
 def scifact_texts(scifact_dir: Path) -> tuple[list[str], list[str]]:
-    claims = list(islice(load_queries(scifact_dir).values(), 64))
-    corpus = open_corpus(str(scifact_dir), 24)
+    claims = list(islice(load_queries(scifact_dir).values(), 32))
+    corpus = open_corpus(str(scifact_dir), 12)
     abstracts = [twotower.format_document(d["text"], d.get("title")) for d in corpus.documents]
     return claims, abstracts
 

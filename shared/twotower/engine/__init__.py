@@ -60,13 +60,15 @@ def open_encoder(
     device: str | None = None,
     threads: int | None = None,
     towers: Sequence[Tower] = TOWERS,
+    variant: Literal["fp32", "int8"] = "fp32",
 ) -> Encoder:
     """The encoder of `version`, looked up in `roots` (the weights volume first, then model
     directories baked into an image). With no version, the untrained base model (torch only).
 
     `threads`: intra-op threads (torch: the process-wide count; onnx: per session); unset = the
     library's default. `towers`: those loaded now (onnx loads the others on first use; torch always
-    holds both, they share the backbone)."""
+    holds both, they share the backbone). `variant`: onnx only, the int8 graphs (exported with
+    `--int8`) instead of fp32."""
     if engine == "torch":
         from twotower.engine.torch_engine import TorchEncoder
 
@@ -74,7 +76,9 @@ def open_encoder(
     if engine == "onnx":
         from twotower.engine.onnx_engine import OnnxEncoder
 
-        return OnnxEncoder.open(roots, version, device=device, threads=threads, towers=towers)
+        return OnnxEncoder.open(
+            roots, version, device=device, threads=threads, towers=towers, variant=variant
+        )
     raise ValueError(f"unknown engine {engine!r}: choose torch or onnx")
 
 

@@ -212,10 +212,10 @@ def export_published(
 ) -> Path:
     """Export a published version that lacks ONNX (or redo it with `force`)."""
     directory = find_version(version, roots)
-    if has_onnx(directory) and not force:
+    if has_onnx(directory, "int8" if int8 else "fp32") and not force:
         log.info("version %s already has an ONNX export in %s", version, directory / ONNX_DIR)
         return directory / ONNX_DIR
-    if has_onnx(directory):
+    if (directory / ONNX_DIR).exists():
         shutil.rmtree(directory / ONNX_DIR)
     return export_onnx(load(directory, device="cpu"), directory, int8=int8)
 

@@ -18,8 +18,10 @@ import gc
 import hashlib
 import json
 import logging
+import os
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
@@ -76,8 +78,13 @@ def read_manifest(version_dir: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def has_onnx(version_dir: str | Path) -> bool:
-    return (Path(version_dir) / ONNX_DIR / MANIFEST_FILE).is_file()
+def has_onnx(version_dir: str | Path, variant: Variant = "fp32") -> bool:
+    """Whether the version was exported (with this variant's graphs)."""
+    path = Path(version_dir) / ONNX_DIR / MANIFEST_FILE
+    if not path.is_file():
+        return False
+    files = json.loads(path.read_text()).get("files", {})
+    return all(tower_file(t, variant) in files for t in TOWERS)
 
 
 def verified_file(version_dir: Path, manifest: dict[str, Any], name: str) -> Path:
@@ -85,7 +92,10 @@ def verified_file(version_dir: Path, manifest: dict[str, Any], name: str) -> Pat
     path = version_dir / ONNX_DIR / name
     expected = manifest.get("files", {}).get(name)
     if expected is None:
-        raise ArtifactError(f"{version_dir / ONNX_DIR / MANIFEST_FILE}: lists no {name}")
+        raise ArtifactError(
+            f"{version_dir / ONNX_DIR / MANIFEST_FILE}: lists no {name} (int8 graphs are exported on "
+            f"request: python -m twotower.engine.export --version {version_dir.name} --force --int8)"
+        )
     try:
         actual = sha256_file(path)
     except FileNotFoundError as exc:
@@ -93,6 +103,14 @@ def verified_file(version_dir: Path, manifest: dict[str, Any], name: str) -> Pat
     if actual != expected:
         raise ArtifactError(f"{path}: sha256 {actual[:12]}… does not match the manifest ({expected[:12]}…)")
     return path
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (a container's cpuset, not the host's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def providers_for(device: str | None) -> list[Any]:
@@ -133,12 +151,19 @@ class OnnxEncoder:
         self.dim: int = int(self._manifest["dim"])
         self.max_seq_length: int = int(self._manifest["max_seq_length"])
         self.variant = variant
-        self.threads = threads or 0  # 0: ONNX Runtime's default (one per core)
+        self.threads = threads or available_cpus()
         self.providers = providers_for(device)
         self.device = "cuda" if self.providers[0] != "CPUExecutionProvider" else "cpu"
         # Texts of one encode call run in chunks of this many, sorted by length so that a chunk
-        # pads little. On CPU, small chunks keep activations in cache (measured in docs/benchmarks.md).
-        self.batch_size = batch_size or (256 if self.device == "cuda" else 16)
+        # pads little. On CPU, small chunks run faster per text than big ones (activations stay in
+        # cache: docs/benchmarks.md); on a GPU, big ones fill the chip.
+        self.batch_size = batch_size or (256 if self.device == "cuda" else 4)
+        # On CPU the two towers use the threads differently. The query tower serves one short text
+        # at a time, so its session spreads each run over all threads (latency). The document
+        # tower serves many texts per call, so its session runs single-threaded and `threads` chunks
+        # run side by side (throughput: no intra-op synchronisation, no spinning threads).
+        self._parallel_chunks = self.device == "cpu" and self.threads > 1
+        self._pool: ThreadPoolExecutor | None = None
         self._pad_id = int(self._manifest.get("pad_token_id", 0))
         tokenizer_path = verified_file(self.directory, self._manifest, TOKENIZER_FILE)
         self._encoding = Tokenizer.from_file(str(tokenizer_path))
@@ -179,7 +204,8 @@ class OnnxEncoder:
             if tower not in self._sessions:
                 path = verified_file(self.directory, self._manifest, tower_file(tower, self.variant))
                 options = ort.SessionOptions()
-                options.intra_op_num_threads = self.threads
+                chunked = tower == "document" and self._parallel_chunks
+                options.intra_op_num_threads = 1 if chunked else self.threads
                 options.inter_op_num_threads = 1
                 options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
                 self._sessions[tower] = ort.InferenceSession(str(path), options, providers=self.providers)
@@ -216,24 +242,45 @@ class OnnxEncoder:
         wanted = {i.name for i in session.get_inputs()}
         encodings = self._encoding.encode_batch(list(texts))
         order = np.argsort([-len(e.ids) for e in encodings], kind="stable")
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
+        chunks = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+
+        def run(chunk: np.ndarray) -> np.ndarray:
             width = len(encodings[chunk[0]].ids)  # longest first
             feed = {
                 name: np.full((len(chunk), width), self._pad_id if name == "input_ids" else 0, np.int64)
                 for name in INPUTS
+                if name in wanted
             }
             for row, i in enumerate(chunk):
                 e = encodings[i]
                 n = len(e.ids)
                 feed["input_ids"][row, :n] = e.ids
                 feed["attention_mask"][row, :n] = e.attention_mask
-                feed["token_type_ids"][row, :n] = e.type_ids
-            out[chunk] = session.run(["embedding"], {k: v for k, v in feed.items() if k in wanted})[0]
+                if "token_type_ids" in feed:
+                    feed["token_type_ids"][row, :n] = e.type_ids
+            return np.asarray(session.run(["embedding"], feed)[0])
+
+        if tower == "document" and self._parallel_chunks and len(chunks) > 1:
+            results = list(self._chunk_pool().map(run, chunks))  # ONNX Runtime releases the GIL
+        else:
+            results = [run(chunk) for chunk in chunks]
+        for chunk, vectors in zip(chunks, results, strict=True):
+            out[chunk] = vectors
         return out
+
+    def _chunk_pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"model version {self.version} has been released")
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix=f"onnx-{self.version}")
+            return self._pool
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
             self._sessions.clear()
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
         gc.collect()

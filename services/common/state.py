@@ -86,7 +86,8 @@ class ServiceState(Generic[S]):
         return self._current is not None
 
     def index(self, version: str, encoder: Encoder | None = None) -> DocumentIndex:
-        config = passage_config_of(self.store, version, self.passage_config)
+        # Requests read through it; ingestion's writes get their own index (IndexWriter).
+        config = passage_config_of(self.store, version, self.passage_config, for_reading=True)
         return DocumentIndex(self.store, version, encoder, config)
 
     # -- following the pointer -------------------------------------------------------------

@@ -60,12 +60,20 @@ class RolloutInProgress(StoreUnavailable):
     """A migration is finishing and writes wait for it; it did not finish in time (a 503)."""
 
 
-def passage_config_of(store: ChromaStore, version: str, default: PassageConfig) -> PassageConfig:
-    """The passage sizes a collection was built with (so every writer splits alike)."""
+def passage_config_of(
+    store: ChromaStore, version: str, default: PassageConfig, *, for_reading: bool = False
+) -> PassageConfig:
+    """The passage sizes a collection was built with (so every writer splits alike); `default` for
+    a collection not made yet. `for_reading`: also `default` while Chroma cannot be asked (reading
+    needs no passage sizes, and a service must start while Chroma is down)."""
     try:
         meta = store.collection(version).metadata or {}
     except CollectionMissing:
         return default
+    except StoreUnavailable:
+        if for_reading:
+            return default
+        raise
     tokens, overlap = meta.get(PASSAGE_TOKENS_KEY), meta.get(PASSAGE_OVERLAP_KEY)
     if isinstance(tokens, int) and isinstance(overlap, int):
         return PassageConfig(tokens, overlap)

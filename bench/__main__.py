@@ -1,6 +1,6 @@
 """`python -m bench` (`make bench`): the serving speed of both engines, measured in one run.
 
-For each configuration (torch, onnx, and onnx without micro-batching) it starts its own Chroma
+For each configuration (torch; onnx; onnx int8; onnx without micro-batching) it starts its own Chroma
 server and the two services under gunicorn (as production runs them) on free ports, then measures
 ingestion through `POST /documents`, `/search` at concurrency 1 and 8, each process's peak memory,
 and the in-process floor (encode one query + one Chroma query). Writes JSON and its own section of
@@ -38,8 +38,8 @@ DEFAULT_CORPUS = ROOT.parent / "shared" / "data" / "scifact"
 CONFIGS: dict[str, tuple[Engine, dict[str, str]]] = {
     "torch": ("torch", {}),
     "onnx": ("onnx", {}),
-    "onnx, no micro-batching": ("onnx", {"QUERY_MICRO_BATCH": "false"}),
     "onnx int8": ("onnx", {"QUERY_ONNX_VARIANT": "int8", "INGEST_ONNX_VARIANT": "int8"}),
+    "onnx no micro-batching": ("onnx", {"QUERY_MICRO_BATCH": "false"}),
 }
 
 

@@ -1,10 +1,11 @@
 """`python -m bench` (`make bench`): the serving speed of both engines, measured in one run.
 
 For each configuration (torch; onnx; onnx int8; onnx without micro-batching) it starts its own Chroma
-server and the two services under gunicorn (as production runs them) on free ports, then measures
-ingestion through `POST /documents`, `/search` at concurrency 1 and 8, each process's peak memory,
-and the in-process floor (encode one query + one Chroma query). Writes JSON and its own section of
-docs/benchmarks.md. Takes about 5 minutes on an idle 2-core machine.
+server and the two services under gunicorn (as production runs them) on free ports. Then, the
+configurations taking turns slice by slice (so that whatever else runs on the machine weighs on all
+alike), it measures ingestion through `POST /documents`, `/search` at concurrency 1 and 8, and the
+in-process floor (encode one query + one Chroma query); and each process's peak memory. Writes JSON
+and its own section of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -16,17 +17,19 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import httpx
 
-from bench.floor import floor
-from bench.load import ingest, search
+from bench.floor import Floor
+from bench.load import Ingestion, Searches
 from bench.report import ratios, update_doc
-from bench.stack import running_stack
-from bench.workload import load_workload
+from bench.stack import Stack, running_stack
+from bench.workload import Workload, load_workload
 from twotower.engine import Engine
 from twotower.registry import latest_version
 
@@ -84,75 +87,97 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def run_config(
-    name: str,
-    engine: Engine,
-    extra: dict[str, str],
-    args: argparse.Namespace,
-    weights: Path,
-    version: str,
-    work: Any,
-    queries: list[str],
-    scratch: Path,
+def rotations(names: list[str], rounds: int) -> Iterator[tuple[int, list[str]]]:
+    """Round r visits every configuration, starting one further along each round."""
+    for r in range(rounds):
+        shift = r % len(names)
+        yield r, names[shift:] + names[:shift]
+
+
+def measure(
+    args: argparse.Namespace, stacks: dict[str, Stack], weights: Path, version: str, work: Workload
 ) -> dict[str, Any]:
-    log.info("== %s: starting Chroma, ingest and query", name)
-    started = time.perf_counter()
-    with running_stack(
-        engine,
-        weights,
-        scratch / name.replace(" ", "").replace(",", "-"),
-        query_workers=args.query_workers,
-        ingest_workers=args.ingest_workers,
-        extra=extra,
-    ) as stack:
-        result: dict[str, Any] = {
-            "engine": engine,
-            "settings": extra,
-            "start_s": round(time.perf_counter() - started, 1),
-        }
-        result["ingest"] = ingest(stack.ingest.url, work, args.batch_size)
-        log.info("   ingest: %s docs/s", result["ingest"]["docs_per_s"])
-        served = httpx.post(f"{stack.query.url}/search", json={"query": queries[0], "k": 1}, timeout=60)
+    """Every configuration takes turns, slice by slice, through each phase: background load on the
+    machine then weighs on all of them alike, so the ratios hold even on a busy machine."""
+    names = list(stacks)
+    queries = work.queries[: args.queries]
+    concurrent = work.queries
+    ingestion = {n: Ingestion(args.batch_size) for n in names}
+    c1 = {n: Searches(1, args.k) for n in names}
+    cn = {n: Searches(args.concurrency, args.k) for n in names}
+    clients = {n: httpx.Client(base_url=stacks[n].ingest.url, timeout=600) for n in names}
+    try:
+        for n in names:  # not timed: collection creation, first forward pass
+            clients[n].post("/documents", json={"documents": work.documents[:8]}).raise_for_status()
+        batches = [
+            work.documents[i : i + args.batch_size] for i in range(0, len(work.documents), args.batch_size)
+        ]
+        for r, order in rotations(names, len(batches)):
+            for n in order:
+                ingestion[n].post(clients[n], batches[r])
+        log.info("ingest: %s", {n: ingestion[n].summary()["docs_per_s"] for n in names})
+    finally:
+        for client in clients.values():
+            client.close()
+    for n in names:
+        served = httpx.post(f"{stacks[n].query.url}/search", json={"query": queries[0], "k": 1}, timeout=60)
         served.raise_for_status()
         if served.json()["model_version"] != version:
             raise RuntimeError(
-                f"{name}: the query service serves {served.json()['model_version']}, not {version}"
+                f"{n}: the query service serves {served.json()['model_version']}, not {version}"
             )
-        result["search"] = {}
-        for concurrency, sent in ((1, queries[: args.queries]), (args.concurrency, queries)):
-            measured = search(stack.query.url, sent, args.k, concurrency)
-            result["search"][f"c{concurrency}"] = measured
-            log.info(
-                "   search c=%d: p50 %s ms, %s q/s, %d errors",
-                concurrency,
-                measured["client"]["p50_ms"],
-                measured["queries_per_s"],
-                measured["errors"],
-            )
-        # One query worker's threads: what the service computes for itself (see ServiceSettings).
-        threads = max(1, len(os.sched_getaffinity(0)) // args.query_workers)
+        Searches(1, args.k).run(stacks[n].query.url, queries[:10])  # warm-up, not kept
+    slice_1, slice_n = 20, 10 * args.concurrency
+    for r, order in rotations(names, -(-len(queries) // slice_1)):
+        for n in order:
+            c1[n].run(stacks[n].query.url, queries[r * slice_1 : (r + 1) * slice_1])
+    log.info("search c=1 p50: %s", {n: c1[n].summary()["client"]["p50_ms"] for n in names})
+    for r, order in rotations(names, -(-len(concurrent) // slice_n)):
+        for n in order:
+            cn[n].run(stacks[n].query.url, concurrent[r * slice_n : (r + 1) * slice_n])
+    log.info("search c=%d q/s: %s", args.concurrency, {n: cn[n].summary()["queries_per_s"] for n in names})
+
+    # One query worker's threads: what the service computes for itself (see ServiceSettings).
+    threads = max(1, len(os.sched_getaffinity(0)) // args.query_workers)
+    floors = {}
+    for n in names:
+        engine, extra = CONFIGS[n]
         variant: Literal["fp32", "int8"] = "int8" if extra.get("QUERY_ONNX_VARIANT") == "int8" else "fp32"
-        result["floor"] = floor(
-            engine,
-            weights,
-            version,
-            stack.chroma_port,
-            stack.prefix,
-            queries[: args.queries],
-            args.k,
-            threads,
-            variant,
+        floors[n] = Floor(
+            engine, weights, version, stacks[n].chroma_port, stacks[n].prefix, args.k, threads, variant
         )
-        result["http_p50_over_floor"] = round(
-            result["search"]["c1"]["client"]["p50_ms"] / result["floor"]["total"]["p50_ms"], 2
-        )
+        floors[n].run(queries[:10], record=False)
+    try:
+        for r, order in rotations(names, -(-len(queries) // slice_1)):
+            for n in order:
+                floors[n].run(queries[r * slice_1 : (r + 1) * slice_1])
+    finally:
+        for f in floors.values():
+            f.close()
+
+    results: dict[str, Any] = {}
+    for n in names:
+        engine, extra = CONFIGS[n]
+        floor = floors[n].summary()
+        search = {"c1": c1[n].summary(), f"c{args.concurrency}": cn[n].summary()}
+        results[n] = {
+            "engine": engine,
+            "settings": extra,
+            "ingest": ingestion[n].summary(),
+            "search": search,
+            "floor": floor,
+            "http_p50_over_floor": round(search["c1"]["client"]["p50_ms"] / floor["total"]["p50_ms"], 2),
+            "peak_rss_mb": {
+                p.name: p.peak_rss_mb() for p in (stacks[n].query, stacks[n].ingest, stacks[n].chroma)
+            },
+        }
         log.info(
-            "   floor p50 %s ms (HTTP p50 is %.2fx)",
-            result["floor"]["total"]["p50_ms"],
-            result["http_p50_over_floor"],
+            "%s: floor p50 %s ms, HTTP p50 / floor %s",
+            n,
+            floor["total"]["p50_ms"],
+            results[n]["http_p50_over_floor"],
         )
-        result["peak_rss_mb"] = {p.name: p.peak_rss_mb() for p in (stack.query, stack.ingest, stack.chroma)}
-    return result
+    return results
 
 
 def main() -> int:
@@ -189,11 +214,22 @@ def main() -> int:
         int8 = any("INGEST_ONNX_VARIANT" in CONFIGS[n][1] for n in names)
         weights, version = served_weights(args.weights_dir, scratch, int8)
         results["model_version"] = version
-        for name in names:
-            engine, extra = CONFIGS[name]
-            results["configs"][name] = run_config(
-                name, engine, extra, args, weights, version, work, work.queries, scratch
-            )
+        with ExitStack() as running:
+            stacks = {}
+            for name in names:
+                engine, extra = CONFIGS[name]
+                log.info("== %s: starting Chroma, ingest and query", name)
+                stacks[name] = running.enter_context(
+                    running_stack(
+                        engine,
+                        weights,
+                        scratch / name.replace(" ", "-"),
+                        query_workers=args.query_workers,
+                        ingest_workers=args.ingest_workers,
+                        extra=extra,
+                    )
+                )
+            results["configs"] = measure(args, stacks, weights, version, work)
     results["load_average_end"] = load_average()
     results["ratios"] = ratios(results["configs"])
     results["duration_s"] = round(time.perf_counter() - begun, 1)

@@ -15,60 +15,61 @@ from bench.load import percentiles
 from twotower.engine import Engine, open_encoder
 
 
-def _collection(client: chromadb.api.ClientAPI, prefix: str, version: str) -> Any:
-    names = [c.name for c in client.list_collections()]
-    name = f"{prefix}-{version}"
-    if name not in names:
-        raise LookupError(f"no collection {name!r} in Chroma (have {names})")
-    return client.get_collection(name)
+class Floor:
+    def __init__(
+        self,
+        engine: Engine,
+        weights_dir: Path,
+        version: str,
+        chroma_port: int,
+        prefix: str,
+        k: int,
+        threads: int,
+        variant: Literal["fp32", "int8"] = "fp32",
+    ) -> None:
+        self.k, self.threads = k, threads
+        self.encoder = open_encoder(
+            [weights_dir],
+            version,
+            engine=engine,
+            threads=threads,
+            towers=("query",),
+            device="cpu",
+            variant=variant,
+        )
+        client = chromadb.HttpClient(
+            host="127.0.0.1", port=chroma_port, settings=ChromaSettings(anonymized_telemetry=False)
+        )
+        name = f"{prefix}-{version}"
+        names = [c.name for c in client.list_collections()]
+        if name not in names:
+            raise LookupError(f"no collection {name!r} in Chroma (have {names})")
+        self.collection = client.get_collection(name)
+        self.total: list[float] = []
+        self.encode: list[float] = []
+        self.chroma: list[float] = []
 
-
-def floor(
-    engine: Engine,
-    weights_dir: Path,
-    version: str,
-    chroma_port: int,
-    prefix: str,
-    queries: list[str],
-    k: int,
-    threads: int,
-    variant: Literal["fp32", "int8"] = "fp32",
-    warmup: int = 10,
-) -> dict[str, Any]:
-    encoder = open_encoder(
-        [weights_dir],
-        version,
-        engine=engine,
-        threads=threads,
-        towers=("query",),
-        device="cpu",
-        variant=variant,
-    )
-    client = chromadb.HttpClient(
-        host="127.0.0.1", port=chroma_port, settings=ChromaSettings(anonymized_telemetry=False)
-    )
-    collection = _collection(client, prefix, version)
-    total: list[float] = []
-    encode: list[float] = []
-    chroma: list[float] = []
-    try:
-        for i, query in enumerate(queries[:warmup] + queries):
+    def run(self, queries: list[str], record: bool = True) -> None:
+        for query in queries:
             t0 = time.perf_counter()
-            vector = encoder.encode_queries([query])
+            vector = self.encoder.encode_queries([query])
             t1 = time.perf_counter()
-            collection.query(
-                query_embeddings=vector, n_results=k, include=["documents", "metadatas", "distances"]
+            self.collection.query(
+                query_embeddings=vector, n_results=self.k, include=["documents", "metadatas", "distances"]
             )
             t2 = time.perf_counter()
-            if i >= warmup:
-                total.append((t2 - t0) * 1000)
-                encode.append((t1 - t0) * 1000)
-                chroma.append((t2 - t1) * 1000)
-    finally:
-        encoder.close()
-    return {
-        "threads": threads,
-        "total": percentiles(total),
-        "encode": percentiles(encode),
-        "chroma_query": percentiles(chroma),
-    }
+            if record:
+                self.total.append((t2 - t0) * 1000)
+                self.encode.append((t1 - t0) * 1000)
+                self.chroma.append((t2 - t1) * 1000)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "threads": self.threads,
+            "total": percentiles(self.total),
+            "encode": percentiles(self.encode),
+            "chroma_query": percentiles(self.chroma),
+        }
+
+    def close(self) -> None:
+        self.encoder.close()

@@ -260,6 +260,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "end_mib": end[name]["total_mib"],
             "growth": round(end[name]["total_mib"] / after_warmup[name]["total_mib"] - 1, 4),
             "processes": len(end[name]["pids"]),
+            "each_after_warmup_mib": after_warmup[name]["rss_mib"],
+            "each_end_mib": end[name]["rss_mib"],
         }
         for name in sorted(after_warmup.keys() & end.keys())
     }
@@ -308,7 +310,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--users", type=int, default=16, help="concurrent search clients (default 16)")
     p.add_argument("--duration", type=int, default=60, help="seconds of search load (default 60)")
-    p.add_argument("--warmup", type=int, default=15, help="seconds of search load before the RSS baseline")
+    p.add_argument("--warmup", type=int, default=30, help="seconds of search load before the RSS baseline")
     p.add_argument(
         "--docs", type=int, default=1000, help="documents the loader posts meanwhile (default 1000)"
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.common.memory import limit_malloc_arenas
 from services.common.multiprocess import mark_worker_dead, prepare_metrics_dir, remove_metrics_dir
 from services.common.settings import ServiceSettings
 
@@ -42,6 +43,7 @@ def logconfig(level: str) -> dict[str, Any]:
 
 
 def gunicorn_options(settings: ServiceSettings) -> dict[str, Any]:
+    limit_malloc_arenas()  # in the master, before the fork: every worker inherits it
     return {
         "bind": f"{settings.host}:{settings.port}",
         "workers": settings.workers,

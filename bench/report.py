@@ -96,8 +96,8 @@ def section(results: dict[str, Any], json_path: Path) -> str:
         "other work on the machine skews every number, the ratios least). Each column started its own "
         f"Chroma and services under gunicorn ({s['query_workers']} query workers, {s['ingest_workers']} ingest "
         f"worker, default settings otherwise), serving version `{results['model_version']}`. "
-        f"{w['documents']} {w['corpus']} abstracts posted in batches of {w['batch_size']}; "
-        f"{w['queries']} claims one at a time, then {w['queries_concurrent']} from "
+        f"{w['documents']} {_corpus(w['corpus'])} documents posted in batches of {w['batch_size']}; "
+        f"{w['queries']} queries one at a time, then {w['queries_concurrent']} from "
         f"{concurrent[1:]} concurrent clients, k={w['k']}. Client-side latencies. Peak RSS is VmHWM per process "
         f"(gunicorn's master is not counted). Whole run: {results['duration_s']:.0f} s.",
         "",
@@ -109,13 +109,21 @@ def section(results: dict[str, Any], json_path: Path) -> str:
         "",
         *[f"- {line}" for line in results["ratios"]["lines"]],
         "",
+        f"The configurations took turns, slice by slice, with all {len(names)} stacks up, so background load "
+        "weighed on all alike. Command (JSON with every number, per-process memory included, in "
+        f"`{json_path.name}`):",
+        "",
         "```bash",
-        "make bench                       # all configurations; JSON in runs/bench.json",
-        f"# this run: {json_path.name}",
+        "make bench        # python -m bench: publishes the base model to a temporary directory when weights/ has none",
         "```",
         END,
     ]
     return "\n".join(lines) + "\n"
+
+
+def _corpus(name: str) -> str:
+    path = Path(name)
+    return path.parent.name if path.suffix == ".jsonl" else path.name
 
 
 def _lat(s: dict[str, Any]) -> str:

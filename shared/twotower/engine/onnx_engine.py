@@ -207,6 +207,9 @@ class OnnxEncoder:
                 chunked = tower == "document" and self._parallel_chunks
                 options.intra_op_num_threads = 1 if chunked else self.threads
                 options.inter_op_num_threads = 1
+                # Idle pool threads sleep instead of spinning: the services share their cores with
+                # Chroma and each other, and a spinning pool took twice the CPU for the same work.
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
                 self._sessions[tower] = ort.InferenceSession(str(path), options, providers=self.providers)
                 log.info(

@@ -279,7 +279,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ),
     }
     return {
-        "command": "make loadtest" + (f" ARGS='{args.raw}'" if args.raw else ""),
+        "command": f"python -m bench.loadtest {args.raw}".strip(),
+        "commit": _commit(),
         "when": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": {"cpus": os.cpu_count(), "load_avg_1_5_15_at_start": [round(x, 2) for x in load_avg]},
         "users": args.users,
@@ -300,6 +301,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "checks": checks,
         "passed": all(checks.values()),
     }
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        )
+    except OSError:
+        return "unknown"
+    return out.stdout.strip() or "unknown"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -128,9 +128,15 @@ def measure(
             )
         Searches(1, args.k).run(stacks[n].query.url, queries[:10])  # warm-up, not kept
     slice_1, slice_n = 20, 10 * args.concurrency
+    # CPU seconds the query service and Chroma spend on the c=1 searches: what bounds throughput
+    # once the machine's cores are all busy.
+    cpu = {n: [0.0, 0.0] for n in names}
     for r, order in rotations(names, -(-len(queries) // slice_1)):
         for n in order:
+            before = stacks[n].query.cpu_seconds(), stacks[n].chroma.cpu_seconds()
             c1[n].run(stacks[n].query.url, queries[r * slice_1 : (r + 1) * slice_1])
+            cpu[n][0] += stacks[n].query.cpu_seconds() - before[0]
+            cpu[n][1] += stacks[n].chroma.cpu_seconds() - before[1]
     log.info("search c=1 p50: %s", {n: c1[n].summary()["client"]["p50_ms"] for n in names})
     for r, order in rotations(names, -(-len(concurrent) // slice_n)):
         for n in order:
@@ -167,6 +173,10 @@ def measure(
             "search": search,
             "floor": floor,
             "http_p50_over_floor": round(search["c1"]["client"]["p50_ms"] / floor["total"]["p50_ms"], 2),
+            "cpu_ms_per_search": {
+                "query_service": round(cpu[n][0] * 1000 / len(c1[n].latencies), 2),
+                "chroma": round(cpu[n][1] * 1000 / len(c1[n].latencies), 2),
+            },
             "peak_rss_mb": {
                 p.name: p.peak_rss_mb() for p in (stacks[n].query, stacks[n].ingest, stacks[n].chroma)
             },

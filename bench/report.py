@@ -81,6 +81,10 @@ def section(results: dict[str, Any], json_path: Path) -> str:
             ],
         ),
         ("HTTP p50 / floor p50", [f"{c['http_p50_over_floor']}×" for c in configs.values()]),
+        (
+            "CPU ms per search (c=1): query service + Chroma",
+            [_cpu(c) for c in configs.values()],
+        ),
         ("peak RSS query, MiB", [_rss(c["peak_rss_mb"]["query"]) for c in configs.values()]),
         ("peak RSS ingest, MiB", [_rss(c["peak_rss_mb"]["ingest"]) for c in configs.values()]),
         ("peak RSS Chroma, MiB", [_rss(c["peak_rss_mb"]["chroma"]) for c in configs.values()]),
@@ -119,6 +123,11 @@ def section(results: dict[str, Any], json_path: Path) -> str:
         END,
     ]
     return "\n".join(lines) + "\n"
+
+
+def _cpu(config: dict[str, Any]) -> str:
+    cpu = config.get("cpu_ms_per_search")
+    return f"{cpu['query_service']} + {cpu['chroma']}" if cpu else "—"
 
 
 def _corpus(name: str) -> str:

@@ -43,6 +43,17 @@ class Process:
             children = []
         return pids + [int(c) for c in children]
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the process and its workers have used so far."""
+        total = 0
+        for pid in self.pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+        return total / os.sysconf("SC_CLK_TCK")
+
     def peak_rss_mb(self) -> dict[str, float]:
         """Peak resident memory (VmHWM) of the master and of each worker, in MiB."""
         peaks: dict[str, float] = {}

@@ -15,7 +15,7 @@ WEIGHTS_DIR ?= weights
 # Demo corpus for `make run`: empty = Python's own language reference topics (pydoc_data).
 CORPUS ?=
 
-.PHONY: help install lock run test test-slow lint train eval eval-served reindex bench up down compose-check k8s-check clean
+.PHONY: help install lock run test test-slow lint train eval eval-served reindex bench up down compose-check compose-test k8s-check clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -87,6 +87,9 @@ down: ## docker compose down (volumes are kept: Chroma data, weights)
 
 compose-check: ## Validate docker-compose.yml (needs docker-compose or docker compose)
 	./deploy/check-compose.sh
+
+compose-test: install ## Build the images, run docker-compose.yml under podman, check it end to end (root; slow)
+	./deploy/podman/compose-test.sh $(ARGS)
 
 k8s-check: install ## Validate deploy/k8s manifests offline
 	$(PY) -m deploy.k8s.validate

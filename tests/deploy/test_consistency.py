@@ -170,20 +170,30 @@ def test_env_example_documents_exactly_what_compose_reads() -> None:
 @pytest.mark.parametrize("name", ["query", "ingest", "trainer"])
 def test_images_are_slim_multi_stage_locked_cpu_torch_non_root_and_offline(name: str) -> None:
     path = DOCKERFILES[name]
-    assert stages(path) == ["python:3.11-slim", "python:3.11-slim"]
-    lock = "train" if name == "trainer" else "serve"
+    assert set(stages(path)) == {"python:3.11-slim"}
     runs = [shlex.split(args) for kw, args in instructions(path) if kw == "RUN" and "pip install" in args]
-    # Every dependency from the role's lock, with hashes; then the project alone.
-    (deps,) = [r for r in runs if "--require-hashes" in r]
-    assert deps[deps.index("-r") + 1] == f"/tmp/{lock}.lock"
-    assert ("COPY", f"requirements/{lock}.lock /tmp/") in instructions(path)
-    (project,) = [r for r in runs if "--no-deps" in r]
-    assert project[project.index("&&") - 1] == "/tmp/src" and "--no-build-isolation" in project
-    assert len(runs) == 2, runs  # nothing else is pip-installed, so nothing unhashed
-    # torch: the CPU build, from deploy/wheels/ or PyTorch's CPU wheels (TORCH_FIND_LINKS).
-    assert pinned("torch", lock).endswith("+cpu")
+    # Every pip install takes its dependencies from a lock, with hashes, or installs the project alone.
+    assert all(("--require-hashes" in r) != ("--no-deps" in r) for r in runs), runs
+    locks = {r[r.index("-r") + 1] for r in runs if "--require-hashes" in r}
+    for lock in locks:
+        assert ("COPY", f"requirements/{Path(lock).name} /tmp/") in instructions(path)
+    # The venv the image runs is its build stage's: the serve lock (no PyTorch) for the services, the
+    # train lock for the trainer. (The services' base-model stage uses the train lock only to export.)
+    role = "train" if name == "trainer" else "serve"
+    steps = instructions(path)
+    froms = [i for i, (kw, _) in enumerate(steps) if kw == "FROM"] + [len(steps)]
+    build = froms.index(steps.index(("FROM", "python:3.11-slim AS build")))
+    (venv,) = [shlex.split(a) for kw, a in steps[froms[build] : froms[build + 1]] if "--require-hashes" in a]
+    assert venv[venv.index("-r") + 1] == f"/tmp/{role}.lock"
+    assert ("COPY", "--from=build /opt/venv /opt/venv") in steps[froms[-2] :]
+    assert pinned("torch", "train").endswith("+cpu")
+    if role == "serve":
+        assert "torch" not in read_lock(LOCKS["serve"])
+        assert instruction(path, "ENV").count(f"{name.upper()}_MODELS_DIR=/models") == 1
+    for r in runs:
+        if "/tmp/train.lock" in r:  # torch: from deploy/wheels/ or PyTorch's CPU wheels
+            assert r[r.index("--find-links") : r.index("--find-links") + 2] == ["--find-links", "/wheels"]
     assert "ARG TORCH_FIND_LINKS=https://download.pytorch.org/whl/cpu/torch/" in path.read_text()
-    assert deps[deps.index("--find-links") : deps.index("--find-links") + 2] == ["--find-links", "/wheels"]
     env = instruction(path, "ENV")
     assert "HF_HUB_OFFLINE=1" in env and "TRANSFORMERS_OFFLINE=1" in env
     assert "PYTHONPATH" not in env  # the project is installed in the venv

@@ -28,7 +28,7 @@ def stages(dockerfile: Path) -> list[list[tuple[str, str]]]:
     """Each stage's instructions after its FROM."""
     steps = instructions(dockerfile)
     froms = [i for i, (kw, _) in enumerate(steps) if kw == "FROM"]
-    assert len(froms) == 2, f"{dockerfile}: expected a build stage and a final stage"
+    assert len(froms) >= 2, f"{dockerfile}: expected build stages and a final stage"
     return [steps[a + 1 : b] for a, b in zip(froms, [*froms[1:], len(steps)], strict=True)]
 
 
@@ -58,9 +58,9 @@ def lay_out(steps: list[tuple[str, str]], into: Path) -> Path:
 
 
 def install_project(dockerfile: Path, tmp_path: Path) -> Path:
-    """The image's project install (`pip install --no-deps ... <dir>`), from the files its stage
-    COPYs, into tmp_path/site; returns that folder."""
-    (steps,) = [s for s in stages(dockerfile) if any(kw == "RUN" and "--no-deps" in a for kw, a in s)]
+    """The final stage's project install (`pip install --no-deps ... <dir>`), from the files that
+    stage COPYs, into tmp_path/site; returns that folder."""
+    steps = stages(dockerfile)[-1]
     context = tmp_path / "build"
     lay_out([(kw, a) for kw, a in steps if kw == "COPY"], context)
     (run,) = [args for kw, args in steps if kw == "RUN" and "--no-deps" in args]
@@ -177,7 +177,7 @@ TOOLS = [
     "training.train",
     "training.evaluate",
     "training.eval_served",
-    "training.reindex",
+    "training.rollout",
     "services.loader.cli",
 ]
 

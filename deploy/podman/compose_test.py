@@ -1,0 +1,458 @@
+"""`make compose-test`: the images built from the unchanged Dockerfiles, the unchanged
+docker-compose.yml brought up under podman, and the whole system checked through its published ports.
+
+    python -m deploy.podman.compose_test [--project NAME]   (as root; make compose-test)
+
+Steps (each asserted; the run stops at the first failure and still cleans up):
+  1. podman's Docker-compatible API on a private socket (`podman system service`), and a health-check
+     ticker (deploy/podman/health_ticker.py: podman runs HEALTHCHECKs from systemd timers otherwise);
+  2. the stand-in base images (deploy/podman/standin-images.sh: test fixtures, never pushed);
+  3. `docker-compose build` of query, ingest and trainer, with the local torch CPU wheel offered to
+     the builds through deploy/wheels/ (`TORCH_FIND_LINKS=/wheels`), nothing else changed;
+  4. `docker-compose up -d`; every service healthy; only 8000 and 8001 published; non-root services
+     with the weights volume read-only;
+  5. the demo corpus loaded with the trainer image's loader (README's command); search on 8000;
+     post, get, search and delete on 8001/8000 with the key from .env (401 without it);
+  6. Chroma's container restarted, then `down` + `up`: every document found again each time;
+  7. the trainer profile: a frozen-backbone 1-epoch run publishes a new version to the weights volume
+     (LATEST moves), which the services see on their read-only mount.
+On exit, whatever happened: `down -v` (containers, network, volumes), anything else labelled with the
+project removed, the ticker and the API service stopped. The built images stay (the next run's cache).
+Timings and image sizes go to .cache/compose-test/last-run.json (docs/benchmarks.md cites them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = ROOT / "deploy" / "podman"
+CACHE = ROOT / ".cache" / "compose-test"
+SERVICES = ("chroma", "ingest", "query")
+PUBLISHED = {8000, 8001}
+QUERY, INGEST = "http://127.0.0.1:8000", "http://127.0.0.1:8001"
+TRAIN = ["--no-train-backbone", "--epochs", "1"]
+
+log = logging.getLogger("compose-test")
+
+
+class CheckError(AssertionError):
+    pass
+
+
+def check(condition: object, message: str) -> None:
+    if not condition:
+        raise CheckError(message)
+
+
+class Engine:
+    """podman's API socket, the compose command bound to it, and the project's containers."""
+
+    def __init__(self, project: str, workdir: Path) -> None:
+        self.project = project
+        self.socket = workdir / "podman.sock"
+        self.env = os.environ | {
+            "CONTAINERS_CONF": str(HERE / "containers.conf"),
+            "DOCKER_HOST": f"unix://{self.socket}",
+            "COMPOSE_PROJECT_NAME": project,
+            # compose 1.29 talks to the API directly; its BuildKit path would need the docker CLI.
+            "DOCKER_BUILDKIT": "0",
+            "COMPOSE_DOCKER_CLI_BUILD": "0",
+        }
+        self.service: subprocess.Popen[bytes] | None = None
+        self.ticker: subprocess.Popen[bytes] | None = None
+        self.service_log = workdir / "podman-service.log"
+
+    def run(
+        self, *argv: str, timeout: float = 600, check_rc: bool = True, quiet: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        if not quiet:
+            log.info("$ %s", " ".join(argv))
+        result = subprocess.run(argv, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout)
+        if check_rc and result.returncode != 0:
+            raise CheckError(
+                f"{' '.join(argv)} exited {result.returncode}:\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
+            )
+        return result
+
+    def compose(
+        self, *argv: str, timeout: float = 600, check_rc: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        # The trainer's profile for build, run and down only: `up` must start the three services alone.
+        profile = ["--profile", "train"] if argv[0] in ("build", "run", "down") else []
+        return self.run("docker-compose", *profile, *argv, timeout=timeout, check_rc=check_rc)
+
+    def start(self) -> None:
+        self.service = subprocess.Popen(
+            ["podman", "system", "service", "--time=0", f"unix://{self.socket}"],
+            env=self.env,
+            stdout=self.service_log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while not self.ping():
+            check(
+                self.service.poll() is None, f"podman system service exited: {self.service_log.read_text()}"
+            )
+            check(time.monotonic() < deadline, "podman's API socket did not answer within 30 s")
+            time.sleep(0.2)
+        self.ticker = subprocess.Popen(
+            [sys.executable, str(HERE / "health_ticker.py"), "--project", self.project],
+            env=self.env,
+            start_new_session=True,
+        )
+
+    def ping(self) -> bool:
+        try:
+            conn = _UnixHTTPConnection(str(self.socket))
+            conn.request("GET", "/_ping")
+            return conn.getresponse().status == 200
+        except OSError:
+            return False
+
+    def containers(self, all_: bool = False) -> list[dict[str, Any]]:
+        ids = self.run(
+            "podman", "ps", *(["-a"] if all_ else []), "-q",
+            "--filter", f"label=com.docker.compose.project={self.project}",
+            quiet=True,
+        ).stdout.split()  # fmt: skip
+        if not ids:
+            return []
+        return list(json.loads(self.run("podman", "inspect", *ids, quiet=True).stdout))
+
+    def container(self, service: str) -> dict[str, Any]:
+        found = [
+            c for c in self.containers() if c["Config"]["Labels"].get("com.docker.compose.service") == service
+        ]
+        check(len(found) == 1, f"expected one running {service} container, found {len(found)}")
+        return found[0]
+
+    def health(self) -> dict[str, str]:
+        return {
+            c["Config"]["Labels"]["com.docker.compose.service"]: (c["State"].get("Health") or {}).get(
+                "Status", "none"
+            )
+            for c in self.containers()
+        }
+
+    def wait_healthy(self, services: tuple[str, ...] = SERVICES, timeout: float = 420) -> float:
+        started = time.monotonic()
+        while True:
+            check(self.ticker is not None and self.ticker.poll() is None, "the health-check ticker died")
+            health = self.health()
+            if all(health.get(s) == "healthy" for s in services):
+                return time.monotonic() - started
+            check(time.monotonic() - started < timeout, f"not healthy after {timeout:.0f} s: {health}")
+            time.sleep(1)
+
+    def cleanup(self) -> None:
+        """Remove everything of the project, then stop the ticker and the API service."""
+        if self.service is not None and self.service.poll() is None:
+            with contextlib.suppress(Exception):
+                self.compose("down", "-v", "--remove-orphans", "--timeout", "10", timeout=180, check_rc=False)
+            label = f"label=com.docker.compose.project={self.project}"
+            for kind in ("container", "volume", "network"):
+                with contextlib.suppress(Exception):
+                    flag = ["-a"] if kind == "container" else []
+                    names = self.run(
+                        "podman", kind, "ls", *flag, "-q", "--filter", label, quiet=True
+                    ).stdout.split()
+                    if names:
+                        self.run("podman", kind, "rm", "-f", *names, check_rc=False, quiet=True)
+        for proc in (self.ticker, self.service):
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=5)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(5)
+        self.sock.connect(self.path)
+
+
+def http_json(
+    method: str, url: str, body: Any = None, key: str | None = None, timeout: float = 60
+) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"} | ({"X-API-Key": key} if key else {})
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        raw = error.read()
+        try:
+            return error.code, json.loads(raw or b"null")
+        except ValueError:
+            return error.code, raw.decode(errors="replace")
+
+
+def wait_http(url: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError):
+            if http_json("GET", url, timeout=10)[0] == 200:
+                return
+        check(time.monotonic() < deadline, f"{url} did not answer 200 within {timeout:.0f} s")
+        time.sleep(1)
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def env_key() -> str:
+    subprocess.run([str(ROOT / "deploy" / "ensure-env.sh")], check=True, timeout=30)
+    for line in (ROOT / ".env").read_text().splitlines():
+        if line.startswith("INGEST_API_KEY="):
+            key = line.split("=", 1)[1].strip()
+            check(key, ".env has an empty INGEST_API_KEY")
+            return key
+    raise CheckError(".env has no INGEST_API_KEY")
+
+
+def torch_wheel() -> Path | None:
+    """Put this machine's torch CPU wheel (the one the lock pins) into deploy/wheels/."""
+    pin = next(
+        line.split("==")[1].split()[0]
+        for line in (ROOT / "requirements" / "train.lock").read_text().splitlines()
+        if line.startswith("torch==")
+    )
+    source_dir = Path(os.environ.get("TORCH_WHEELS_DIR", "/opt/wheels"))
+    found = sorted(source_dir.glob(f"torch-{pin}-cp311-*.whl"))
+    if not found:
+        log.info("no torch %s wheel in %s: the builds download it from PyTorch's CPU index", pin, source_dir)
+        return None
+    target = ROOT / "deploy" / "wheels" / found[0].name
+    if not target.exists():
+        shutil.copyfile(found[0], target)
+    return target
+
+
+@contextlib.contextmanager
+def step(name: str, timings: dict[str, float]) -> Iterator[None]:
+    log.info("== %s", name)
+    started = time.monotonic()
+    yield
+    timings[name] = round(time.monotonic() - started, 1)
+    log.info("== %s: ok (%.1f s)", name, timings[name])
+
+
+def demo_ids(engine: Engine) -> list[str]:
+    code = "from twotower.corpus import open_corpus\nfor d in open_corpus(None).documents: print(d['id'])"
+    out = engine.compose("run", "--rm", "--no-deps", "trainer", "python", "-c", code, timeout=300).stdout
+    return out.split()
+
+
+def find_everything(ids: list[str], kept: dict[str, str], count: int) -> None:
+    """Every demo document and the kept posted one are there, and a search finds the kept one first."""
+    status, stats = http_json("GET", f"{INGEST}/stats")
+    check(status == 200 and stats["count"] == count, f"/stats: {status} {stats}, expected count {count}")
+    missing = [i for i in ids + list(kept) if http_json("GET", f"{INGEST}/documents/{i}")[0] != 200]
+    check(not missing, f"documents missing: {missing[:10]} ({len(missing)} in all)")
+    for doc_id, text in kept.items():
+        status, found = http_json("POST", f"{QUERY}/search", {"query": text, "k": 3})
+        check(status == 200 and found["results"][0]["id"] == doc_id, f"search for {doc_id}: {status} {found}")
+
+
+def check_containers(engine: Engine) -> None:
+    published: set[int] = set()
+    for info in engine.containers():
+        service = info["Config"]["Labels"]["com.docker.compose.service"]
+        for bindings in (info["HostConfig"].get("PortBindings") or {}).values():
+            published |= {int(b["HostPort"]) for b in bindings or [] if b.get("HostPort")}
+        if service in ("query", "ingest"):
+            uid = engine.run("podman", "exec", info["Id"], "id", "-u", quiet=True).stdout.strip()
+            check(uid != "0", f"{service} runs as root")
+            weights = [m for m in info["Mounts"] if m["Destination"] == "/weights"]
+            check(
+                len(weights) == 1 and not weights[0]["RW"], f"{service}: /weights is not read-only: {weights}"
+            )
+            denied = engine.run(
+                "podman", "exec", info["Id"], "touch", "/weights/x", check_rc=False, quiet=True
+            )
+            check(denied.returncode != 0, f"{service} could write to /weights")
+    check(published == PUBLISHED, f"published ports {sorted(published)}, expected {sorted(PUBLISHED)}")
+
+
+def run(engine: Engine, timings: dict[str, float], report: dict[str, Any]) -> None:
+    with step("podman API service and health-check ticker", timings):
+        engine.start()
+    with step("stand-in base images", timings):
+        subprocess.run([str(HERE / "standin-images.sh")], cwd=ROOT, env=engine.env, check=True, timeout=1800)
+    key = env_key()
+    build_args = ["--build-arg", "TORCH_FIND_LINKS=/wheels"] if torch_wheel() else []
+    with step("build", timings):
+        engine.compose("build", *build_args, timeout=3600)
+    report["images"] = {
+        name: int(engine.run("podman", "image", "inspect", "--format", "{{.Size}}", name, quiet=True).stdout)
+        for name in (
+            "twotower-query:latest",
+            "twotower-ingest:latest",
+            "twotower-trainer:latest",
+            f"chromadb/chroma:{chroma_version()}",
+            "python:3.11-slim",
+        )
+    }
+    with step("up until every service is healthy", timings):
+        engine.compose("up", "-d", timeout=900)
+        engine.wait_healthy()
+    timings["up to ready"] = timings["up until every service is healthy"]
+    for url in (f"{QUERY}/healthz", f"{INGEST}/healthz"):
+        check(http_json("GET", url)[0] == 200, f"{url} is not 200")
+    check_containers(engine)
+
+    with step("demo corpus loaded with the trainer image's loader", timings):
+        out = engine.compose(
+            "run", "--rm", "trainer", "python", "-m", "services.loader", "--url", "http://ingest:8001", "--if-empty",
+            timeout=1200,
+        )  # fmt: skip
+        log.info(
+            "loader: %s", out.stdout.strip().splitlines()[-1] if out.stdout.strip() else out.stderr[-300:]
+        )
+        ids = demo_ids(engine)
+        check(len(ids) > 50, f"demo corpus ids: {len(ids)}")
+    with step("search on 8000; post, get, delete on 8001", timings):
+        status, found = http_json("POST", f"{QUERY}/search", {"query": "how does a for loop work", "k": 3})
+        check(status == 200, f"/search: {status} {found}")
+        check("for" in [r["id"] for r in found["results"]], f"'for' not in the top 3: {found['results']}")
+        docs = {
+            "compose-test-kept": "Podman ran this stack from the unchanged compose file on a sandboxed host.",
+            "compose-test-deleted": "A short-lived note about lighthouse keepers counting seabirds at dawn.",
+        }
+        body = {
+            "documents": [
+                {"id": i, "text": t, "metadata": {"source": "compose-test"}} for i, t in docs.items()
+            ]
+        }
+        status, _ = http_json("POST", f"{INGEST}/documents", body)
+        check(status == 401, f"POST without the key: {status}, expected 401")
+        status, answer = http_json("POST", f"{INGEST}/documents", body, key=key)
+        check(status == 200 and answer["upserted"] == 2, f"POST with the key: {status} {answer}")
+        for doc_id, text in docs.items():
+            status, doc = http_json("GET", f"{INGEST}/documents/{doc_id}")
+            check(status == 200 and doc["text"] == text, f"GET {doc_id}: {status} {doc}")
+        status, _ = http_json("DELETE", f"{INGEST}/documents/compose-test-deleted", key=key)
+        check(status in (200, 204), f"DELETE: {status}")
+        check(
+            http_json("GET", f"{INGEST}/documents/compose-test-deleted")[0] == 404,
+            "deleted document still there",
+        )
+        kept = {"compose-test-kept": docs["compose-test-kept"]}
+        count = len(ids) + 1
+        find_everything(ids, kept, count)
+
+    with step("Chroma restarted: every document found again", timings):
+        engine.compose("restart", "chroma", timeout=180)
+        engine.wait_healthy(("chroma",))
+        wait_http(f"{QUERY}/readyz")
+        find_everything(ids, kept, count)
+    with step("down, then up: every document found again", timings):
+        engine.compose("down", timeout=300)
+        check(not engine.containers(all_=True), "containers left after down")
+        engine.compose("up", "-d", timeout=900)
+        engine.wait_healthy()
+        wait_http(f"{QUERY}/readyz")
+        find_everything(ids, kept, count)
+
+    with step("trainer profile: a frozen-backbone 1-epoch run publishes a version", timings):
+        before = http_json("GET", f"{QUERY}/")[1]["model_version"]
+        command = ["python", "-m", "training.train", "--data", "/data/scifact", "--weights-dir", "/weights"]
+        out = engine.compose("run", "--rm", "trainer", *command, "--wandb-dir", "/runs", *TRAIN, timeout=2400)
+        log.info("trainer: %s", out.stdout.strip().splitlines()[-1] if out.stdout.strip() else "")
+        uid = engine.compose("run", "--rm", "--no-deps", "trainer", "id", "-u").stdout.strip()
+        check(uid != "0", "the trainer runs as root")
+        latest = engine.compose(
+            "run", "--rm", "--no-deps", "trainer", "cat", "/weights/LATEST"
+        ).stdout.strip()
+        check(latest and latest != before, f"LATEST is {latest!r}; the services served {before!r}")
+        # The services see it on their read-only mount of the same volume.
+        for service in ("query", "ingest"):
+            cid = engine.container(service)["Id"]
+            seen = engine.run("podman", "exec", cid, "cat", f"/weights/{latest}/config.json", quiet=True)
+            check(
+                seen.stdout.strip().startswith("{"), f"{service} does not see /weights/{latest}/config.json"
+            )
+        check_containers(engine)
+    report["model_version"] = latest
+
+
+def chroma_version() -> str:
+    for line in (ROOT / "requirements" / "chroma.lock").read_text().splitlines():
+        if line.startswith("chromadb=="):
+            return line.split("==")[1].split()[0]
+    raise CheckError("chromadb not in requirements/chroma.lock")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.podman.compose_test", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--project", default="twotower-compose-test", help="compose project name")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="[compose-test %(asctime)s] %(message)s", datefmt="%H:%M:%S"
+    )
+    for port in sorted(PUBLISHED):
+        if port_in_use(port):
+            log.error("port %d is in use on this host; stop what listens there first", port)
+            return 2
+    CACHE.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    report: dict[str, Any] = {"timings_s": timings}
+    started = time.monotonic()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    with tempfile.TemporaryDirectory(prefix="compose-test-") as workdir:
+        engine = Engine(args.project, Path(workdir))
+        ok = False
+        try:
+            run(engine, timings, report)
+            ok = True
+        except (CheckError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
+            log.error("FAILED: %s", error)
+            if engine.service_log.exists():
+                log.error("podman service log (tail):\n%s", engine.service_log.read_text()[-2000:])
+        finally:
+            log.info("cleaning up: down -v, project containers/volumes/networks, ticker, API service")
+            engine.cleanup()
+    timings["total"] = round(time.monotonic() - started, 1)
+    report["ok"] = ok
+    (CACHE / "last-run.json").write_text(json.dumps(report, indent=2) + "\n")
+    sizes = ", ".join(f"{k} {v / 1e6:.0f} MB" for k, v in report.get("images", {}).items())
+    verdict = "passed" if ok else "FAILED"
+    log.info("compose-test %s in %.0f s (build %.0f s, up to ready %.0f s); %s", verdict, timings["total"],
+             timings.get("build", 0), timings.get("up to ready", 0), sizes)  # fmt: skip
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

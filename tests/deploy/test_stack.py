@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -141,6 +142,9 @@ def stop_at_end() -> Iterator[list[Launch]]:
                 launched.proc.kill()
 
 
+# The whole stack, started as `make run` starts it (publishing the base model first), with two
+# restarts: about a minute on 2 cores. CI runs it with the other slow tests (`make test-slow`).
+@pytest.mark.slow
 def test_stack_serves_search_and_ctrl_c_stops_everything(tmp_path: Path, stop_at_end: list[Launch]) -> None:
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("".join(json.dumps(row) + "\n" for row in CORPUS))
@@ -193,8 +197,9 @@ def test_stack_serves_search_and_ctrl_c_stops_everything(tmp_path: Path, stop_at
 
 
 def test_a_service_that_dies_while_starting_stops_the_stack_with_its_log_tail(
-    tmp_path: Path, stop_at_end: list[Launch]
+    tmp_path: Path, stop_at_end: list[Launch], published_base: Path
 ) -> None:
+    shutil.copytree(published_base, tmp_path / "weights")  # nothing to publish first: straight to Chroma
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "chroma").write_text("not a directory")  # Chroma cannot start on this
     stack = launch(tmp_path)

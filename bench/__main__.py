@@ -128,22 +128,7 @@ def measure(
             )
         Searches(1, args.k).run(stacks[n].query.url, queries[:10])  # warm-up, not kept
     slice_1, slice_n = 20, 10 * args.concurrency
-    # CPU seconds the query service and Chroma spend on the c=1 searches: what bounds throughput
-    # once the machine's cores are all busy.
-    cpu = {n: [0.0, 0.0] for n in names}
-    for r, order in rotations(names, -(-len(queries) // slice_1)):
-        for n in order:
-            before = stacks[n].query.cpu_seconds(), stacks[n].chroma.cpu_seconds()
-            c1[n].run(stacks[n].query.url, queries[r * slice_1 : (r + 1) * slice_1])
-            cpu[n][0] += stacks[n].query.cpu_seconds() - before[0]
-            cpu[n][1] += stacks[n].chroma.cpu_seconds() - before[1]
-    log.info("search c=1 p50: %s", {n: c1[n].summary()["client"]["p50_ms"] for n in names})
-    for r, order in rotations(names, -(-len(concurrent) // slice_n)):
-        for n in order:
-            cn[n].run(stacks[n].query.url, concurrent[r * slice_n : (r + 1) * slice_n])
-    log.info("search c=%d q/s: %s", args.concurrency, {n: cn[n].summary()["queries_per_s"] for n in names})
-
-    # One query worker's threads: what the service computes for itself (see ServiceSettings).
+    # The floor: one query worker's threads, what the service computes for itself (ServiceSettings).
     threads = max(1, len(os.sched_getaffinity(0)) // args.query_workers)
     floors = {}
     for n in names:
@@ -153,13 +138,28 @@ def measure(
             engine, weights, version, stacks[n].chroma_port, stacks[n].prefix, args.k, threads, variant
         )
         floors[n].run(queries[:10], record=False)
+    # CPU seconds the query service and Chroma spend on the c=1 searches: what bounds throughput
+    # once the machine's cores are all busy.
+    cpu = {n: [0.0, 0.0] for n in names}
     try:
+        # Each slice through HTTP is followed at once by the same slice in-process, so the ratio
+        # of the two compares measurements taken under the same load.
         for r, order in rotations(names, -(-len(queries) // slice_1)):
             for n in order:
-                floors[n].run(queries[r * slice_1 : (r + 1) * slice_1])
+                part = queries[r * slice_1 : (r + 1) * slice_1]
+                before = stacks[n].query.cpu_seconds(), stacks[n].chroma.cpu_seconds()
+                c1[n].run(stacks[n].query.url, part)
+                cpu[n][0] += stacks[n].query.cpu_seconds() - before[0]
+                cpu[n][1] += stacks[n].chroma.cpu_seconds() - before[1]
+                floors[n].run(part)
     finally:
         for f in floors.values():
             f.close()
+    log.info("search c=1 p50: %s", {n: c1[n].summary()["client"]["p50_ms"] for n in names})
+    for r, order in rotations(names, -(-len(concurrent) // slice_n)):
+        for n in order:
+            cn[n].run(stacks[n].query.url, concurrent[r * slice_n : (r + 1) * slice_n])
+    log.info("search c=%d q/s: %s", args.concurrency, {n: cn[n].summary()["queries_per_s"] for n in names})
 
     results: dict[str, Any] = {}
     for n in names:

@@ -58,12 +58,14 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, published_base: Path) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("compose")
     layout = LocalLayout(
         ports={"chroma": free_port(), "ingest": free_port(), "query": free_port()},
         data_dir=tmp / "data",
-        weights_dir=tmp / "weights",
+        # The weights volume as `make run` leaves it on first start (the images carry the same base
+        # model in /models): the untrained base model, published with its ONNX export.
+        weights_dir=published_base,
     )
     # Only the compose file's own defaults, plus the one value it requires: no .env, no shell.
     services = local_services(layout, variables={"INGEST_API_KEY": API_KEY})

@@ -15,7 +15,7 @@ WEIGHTS_DIR ?= weights
 # Demo corpus for `make run`: empty = Python's own language reference topics (pydoc_data).
 CORPUS ?=
 
-.PHONY: help install lock run test test-slow lint train eval eval-served reindex bench up down compose-check compose-test k8s-check clean
+.PHONY: help install lock run test test-slow lint train eval eval-served reindex bench bench-gpu up down compose-check compose-test k8s-check clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -72,8 +72,11 @@ eval-served: install ## The same metrics measured through the running services' 
 reindex: install ## Re-embed one version's collection into the current version's collection
 	$(PY) -m training.reindex --weights-dir $(WEIGHTS_DIR) $(ARGS)
 
-bench: install ## Benchmarks recorded in docs/benchmarks.md
-	$(PY) -m bench $(ARGS)
+bench: install ## Serving speed of both engines in one run (own Chroma + services): docs/benchmarks.md, runs/bench.json
+	$(PY) -m bench --weights-dir $(WEIGHTS_DIR) $(ARGS)
+
+bench-gpu: install ## Towers on a GPU through the ingestion code path (abstracts/s, query latency); no GPU: says so
+	$(PY) -m bench.gpu --weights-dir $(WEIGHTS_DIR) $(ARGS)
 
 .PHONY: loadtest
 loadtest: install ## 16 search clients for 60 s + the loader (1,000 docs) on the local stack: errors, p50/p99, /healthz, RSS

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import re
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from tests.deploy.locks import INPUTS, LOCKS, canonical, read_inputs, read_lock
+from tests.deploy.locks import INPUTS, LOCKS, ROOT, canonical, read_inputs, read_lock
 
 LOCKED = {name: read_lock(path) for name, path in LOCKS.items()}
 # `make lock` leaves the thin client out of dev.lock: the full chromadb there provides the same module.
@@ -82,3 +84,19 @@ def test_this_environment_is_dev_lock() -> None:
     assert not drift, f"locked vs installed: {drift} (make install)"
     with pytest.raises(importlib.metadata.PackageNotFoundError):
         importlib.metadata.version("chromadb-client")
+
+
+def test_the_project_declares_what_the_services_pin() -> None:
+    """pyproject.toml's dependencies name the services' pins (requirements.txt), so that the project
+    installed without a lock still runs; its `torch` extra is in the training lock."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+    def names(requirements: list[str]) -> set[str]:
+        return {canonical(re.split(r"[\s<>=!~;\[]", r, maxsplit=1)[0]) for r in requirements}
+
+    # chromadb: the client or the full package, depending on the lock (see pyproject.toml).
+    assert names(project["dependencies"]) == set(read_inputs(INPUTS["serve"])) - {
+        "chromadb-client",
+        "setuptools",
+    }
+    assert names(project["optional-dependencies"]["torch"]) <= set(LOCKED["train"])

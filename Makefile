@@ -15,7 +15,7 @@ WEIGHTS_DIR ?= weights
 # Demo corpus for `make run`: empty = Python's own language reference topics (pydoc_data).
 CORPUS ?=
 
-.PHONY: help install lock run test test-slow lint train eval eval-served reindex bench bench-gpu up down compose-check compose-test k8s-check clean
+.PHONY: help install lock run test test-slow test-durability lint train eval eval-served rollout cleanup bench bench-gpu up down compose-check compose-test k8s-check clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ test: install ## Fast test suite (starts its own Chroma server)
 test-slow: install ## Slow tests too (full corpora, training runs)
 	$(PY) -m pytest -m slow
 
+test-durability: install ## kill -9 of Chroma, ingestion and query with 2,000+ documents: nothing acknowledged lost
+	$(PY) -m pytest -m durability
+
 lint: install ## ruff + mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -69,8 +72,11 @@ eval: install ## nDCG@10 / Recall@100 / MRR@10 of LATEST, the base model and BM2
 eval-served: install ## The same metrics measured through the running services' HTTP APIs
 	$(PY) -m training.eval_served --data $(DATA)/scifact --split test $(ARGS)
 
-reindex: install ## Re-embed one version's collection into the current version's collection
-	$(PY) -m training.reindex --weights-dir $(WEIGHTS_DIR) $(ARGS)
+rollout: install ## Serve published VERSION=<v>: online migration, no restart (--status, --abort: ARGS=...)
+	$(PY) -m training.rollout $(VERSION) --weights-dir $(WEIGHTS_DIR) $(ARGS)
+
+cleanup: install ## Drop the Chroma collections of model versions no longer served
+	$(PY) -m training.rollout --cleanup --weights-dir $(WEIGHTS_DIR) $(ARGS)
 
 bench: install ## Serving speed of both engines in one run (own Chroma + services): docs/benchmarks.md, runs/bench.json
 	$(PY) -m bench --weights-dir $(WEIGHTS_DIR) $(ARGS)

@@ -4,6 +4,7 @@ nothing that disagrees with anything else."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shlex
 from pathlib import Path
@@ -241,7 +242,11 @@ def test_readme_commands_exist() -> None:
     used = set(re.findall(r"\bmake ([a-z0-9-]+)", readme))
     assert used and used <= targets, used - targets
     for module in set(re.findall(r"python -m ([a-z_.]+)", readme)):
-        path = ROOT / module.replace(".", "/")
-        assert path.with_suffix(".py").is_file() or (path / "__main__.py").is_file(), module
+        spec = importlib.util.find_spec(module)
+        assert spec is not None and spec.origin is not None, module
+        path = Path(spec.origin)
+        assert path.is_relative_to(ROOT), module  # one of the project's own modules
+        if path.name == "__init__.py":
+            assert (path.parent / "__main__.py").is_file(), module
     for path in re.findall(r"`((?:deploy|services|shared|training|tests)/[\w./-]+)`", readme):
         assert (ROOT / path).exists(), path

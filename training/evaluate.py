@@ -3,8 +3,10 @@
     python -m training.evaluate --data ../shared/data/scifact --split test --weights-dir weights
     python -m training.evaluate --data ../shared/data/npl --systems latest,base --out runs/npl.json
 
-Retrieval is exhaustive (exact cosine over the whole corpus), documents are `title + " " + text`,
-metrics follow trec_eval (see `training/metrics.py`). Prints a table and writes JSON.
+Retrieval is exhaustive (exact cosine over the whole corpus); documents are `title + " " + text`,
+embedded as the ingestion service embeds them (long ones as passages, a document scoring its best
+passage; `--no-passages` truncates each to the model's window instead); metrics follow trec_eval
+(see `training/metrics.py`). Prints a table and writes JSON.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 from training.data import doc_text
 from training.metrics import evaluate_run
-from training.retrieval import dense_search
+from training.retrieval import SERVED_PASSAGES, dense_search
 from twotower import DualTowerWithFC, ModelConfig, latest_version, load_published, model_version
 from twotower.beir import load_corpus, load_qrels, load_queries
 from twotower.lexical import BM25
@@ -36,6 +38,7 @@ def evaluate(
     base_model: str = ModelConfig.base_model,
     batch_size: int = 64,
     device: str | None = None,
+    passages: bool = True,
 ) -> dict[str, Any]:
     corpus = load_corpus(data)
     queries = load_queries(data)
@@ -60,13 +63,23 @@ def evaluate(
                 model = load_published(weights_dir, version, device=device)
             info["version"] = model_version(model)
             log.info("%s: model version %s, embedding %d documents", system, info["version"], len(texts))
-            ranked = dense_search(model, q_texts, doc_ids, texts, 100, batch_size=batch_size, progress=True)
+            ranked = dense_search(
+                model,
+                q_texts,
+                doc_ids,
+                [corpus[d] for d in doc_ids],
+                100,
+                batch_size=batch_size,
+                progress=True,
+                passages=SERVED_PASSAGES if passages else None,
+            )
         info.update(evaluate_run(dict(zip(qids, ranked, strict=True)), qrels))
         info["seconds"] = round(time.monotonic() - started, 1)
         results[system] = info
     return {
         "data": str(data),
         "split": split,
+        "passages": passages,
         "queries": len(qids),
         "documents": len(doc_ids),
         "systems": results,
@@ -99,6 +112,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--base-model", default=ModelConfig.base_model)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default=None)
+    parser.add_argument(
+        "--no-passages",
+        action="store_true",
+        help="embed each document truncated to the model's window, instead of as the service does "
+        "(passages of long documents, a document scoring its best passage)",
+    )
     parser.add_argument("--out", default=None, help="JSON report (default runs/eval-<data>-<split>.json)")
     args = parser.parse_args(argv)
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
@@ -116,6 +135,7 @@ def main(argv: list[str] | None = None) -> None:
         args.base_model,
         args.batch_size,
         args.device,
+        passages=not args.no_passages,
     )
     out = Path(args.out or f"runs/eval-{Path(args.data).name}-{args.split}.json")
     out.parent.mkdir(parents=True, exist_ok=True)

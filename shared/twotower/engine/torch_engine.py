@@ -67,13 +67,7 @@ class TorchEncoder:
     @property
     def tokenizer(self) -> Tokenizer:
         if self._tokenizer is None:
-            # The Rust tokenizer under the transformers one, copied so that configuring it for
-            # offsets never touches the one the model encodes with.
-            backend = self.model.backbone.tokenizer.backend_tokenizer
-            tokenizer = Tokenizer.from_str(backend.to_str())
-            tokenizer.no_truncation()
-            tokenizer.no_padding()
-            self._tokenizer = tokenizer
+            self._tokenizer = offsets_tokenizer(self.model)
         return self._tokenizer
 
     def _precision(self) -> AbstractContextManager[object]:
@@ -93,3 +87,12 @@ class TorchEncoder:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def offsets_tokenizer(model: DualTowerWithFC) -> Tokenizer:
+    """The backbone's Rust tokenizer without truncation or padding (for counting tokens and
+    splitting passages), copied so that configuring it never touches the one the model encodes with."""
+    tokenizer = Tokenizer.from_str(model.backbone.tokenizer.backend_tokenizer.to_str())
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer

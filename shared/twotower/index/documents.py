@@ -280,7 +280,16 @@ class DocumentIndex:
             )
             if len(hits) == k:
                 break
-        missing = [i for i, h in hits.items() if not h.document.text]
+        # A document's first passage (its record, with the whole text) is often among the
+        # candidates too, lower down: only the others cost a second request.
+        candidates = {r.id: r for r in ranked}
+        missing = []
+        for doc_id, hit in hits.items():
+            if not hit.document.text:
+                if doc_id in candidates:
+                    hit.document = as_document(candidates[doc_id])
+                else:
+                    missing.append(doc_id)
         if missing:
             for doc_id, document in self.get(missing).items():
                 hits[doc_id].document = document

@@ -12,7 +12,7 @@ from tokenizers import Tokenizer
 
 from tests.index.conftest import HashEncoder
 from twotower.index import passages
-from twotower.index.documents import Document, DocumentIndex
+from twotower.index.documents import WHOLE_TEXT_CHARS, Document, DocumentIndex, passage_text
 from twotower.index.passages import PassageConfig
 from twotower.index.store import ChromaStore, PartialWrite, Record
 
@@ -81,14 +81,32 @@ def test_long_document_is_stored_as_passages_and_acted_on_whole(
     assert set(records) == {"long", "short", *(f"long#{i}" for i in range(1, parts))}
     tail = records[f"long#{parts - 1}"]
     assert tail.metadata["_parent"] == "long" and tail.metadata["source"] == "book"
-    assert text.endswith(tail.text)
+    # A document this short: each passage carries the whole text and its span.
+    assert tail.text == text and text.endswith(passage_text(tail))
     assert index.count() == 2 and index.passage_count() == parts - 1
     assert index.get(["long"])["long"].text == text
 
-    # The best passage of a document is its last one: the hit carries the whole text.
-    hits = index.documents_of([tail, records["short"], records["long"]], k=2)
-    assert [h.document.id for h in hits] == ["long", "short"]
-    assert hits[0].document.text == text and hits[0].passage == tail.text and hits[1].passage is None
+    # The best passage of a document is its last one: the hit carries the whole text, with no
+    # request for it.
+    requests: list[str] = []
+    real_get = store.get
+    store.get = lambda *a, **kw: requests.append("get") or real_get(*a, **kw)  # type: ignore[method-assign]
+    hits = index.documents_of([tail, records["short"]], k=2)
+    assert [h.document.id for h in hits] == ["long", "short"] and requests == []
+    assert hits[0].document == Document("long", text, "Long", {"source": "book"})
+    assert hits[0].passage == passage_text(tail) and hits[1].passage is None
+
+    # A longer document's passages carry just themselves: its text comes from its first record.
+    huge = long_text(1500)
+    assert len(huge) > WHOLE_TEXT_CHARS
+    index.write([Document("huge", huge, None, {})])
+    last = max((r for r in real_get("v1") if r.id.startswith("huge#")), key=lambda r: r.metadata["_part"])
+    assert huge.endswith(last.text) and "_start" not in last.metadata
+    requests.clear()
+    hits = index.documents_of([last], k=1)
+    assert hits[0].document.text == huge and hits[0].passage == last.text and requests == ["get"]
+    store.get = real_get  # type: ignore[method-assign]
+    index.delete(["huge"])
 
     # Posted again, shorter and with other metadata: no passage and no metadata key of the longer
     # version is left (Chroma's upsert would merge the old keys in).

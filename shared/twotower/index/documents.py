@@ -7,7 +7,9 @@ passages (`passages.split`):
 
     <id>      passage 0, and the document itself: text = the WHOLE document, metadata + `_parts`
               (how many passages) and `_end` (where passage 0 ends in the text)
-    <id>#<i>  passage i >= 1: text = that passage, metadata + `_parent` = <id> and `_part` = i
+    <id>#<i>  passage i >= 1: metadata + `_parent` = <id> and `_part` = i; text = that passage, or,
+              for a document of at most WHOLE_TEXT_CHARS, the whole text with the passage's span
+              in `_start`/`_end` (a hit on any passage then carries the text: no second request)
 
 Every passage carries the document's metadata, so a `where` filter applies before ranking. Client
 ids may not contain "#" (twotower.limits), so passage ids never collide with documents.
@@ -34,9 +36,15 @@ RESERVED_PREFIX = "_"  # metadata keys the index owns; clients' keys may not sta
 TITLE_KEY = "_title"
 PARTS_KEY = "_parts"
 END_KEY = "_end"
+START_KEY = "_start"
 PARENT_KEY = "_parent"
 PART_KEY = "_part"
 PASSAGE_SEPARATOR = "#"
+
+# A passage of a document up to this long carries the whole text (and its span in `_start`/`_end`),
+# so that a search hit on any passage needs no second request for the text; a longer document's
+# passages carry just their own text, and its whole text is fetched from its first record.
+WHOLE_TEXT_CHARS = 8_192
 
 # Collection metadata: what the index was built with (checked when a process opens it).
 VERSION_KEY = "model_version"
@@ -82,9 +90,20 @@ def user_metadata(raw: Metadata) -> tuple[str | None, Metadata]:
 
 
 def passage_text(record: Record) -> str:
-    """The passage a record stands for (the parent holds the whole text; passage 0 is its head)."""
-    end = record.metadata.get(END_KEY)
-    return record.text[: int(end)] if isinstance(end, int) else record.text
+    """The passage a record stands for: the span `_start`:`_end` of its text when it carries the
+    whole document (passage 0 always does), else its text."""
+    start, end = record.metadata.get(START_KEY, 0), record.metadata.get(END_KEY)
+    return record.text[int(start) : int(end)] if isinstance(end, int) else record.text
+
+
+def whole_document(record: Record) -> Document | None:
+    """The document a record holds whole (its first passage, or a passage of a short document)."""
+    if PARENT_KEY not in record.metadata:
+        return as_document(record)
+    if START_KEY in record.metadata:
+        title, metadata = user_metadata(record.metadata)
+        return Document(str(record.metadata[PARENT_KEY]), record.text, title, metadata)
+    return None
 
 
 def as_document(record: Record) -> Document:
@@ -150,11 +169,17 @@ class DocumentIndex:
         if len(spans) == 1:
             return [Record(document.id, document.text, base)], texts
         head = Record(document.id, document.text, {**base, PARTS_KEY: len(spans), END_KEY: spans[0][1]})
+        whole = len(document.text) <= WHOLE_TEXT_CHARS
         tail = [
             Record(
                 f"{document.id}{PASSAGE_SEPARATOR}{i}",
-                document.text[s:e],
-                {**base, PARENT_KEY: document.id, PART_KEY: i},
+                document.text if whole else document.text[s:e],
+                {
+                    **base,
+                    PARENT_KEY: document.id,
+                    PART_KEY: i,
+                    **({START_KEY: s, END_KEY: e} if whole else {}),
+                },
             )
             for i, (s, e) in enumerate(spans[1:], start=1)
         ]
@@ -212,7 +237,11 @@ class DocumentIndex:
         (which removes it). Returns the ids of passages the new version no longer has."""
         old_user = [k for k in old if not k.startswith(RESERVED_PREFIX)]
         for record in records:
-            had = old if record.id == doc_id else [*old_user, TITLE_KEY, PARENT_KEY, PART_KEY]
+            had = (
+                old
+                if record.id == doc_id
+                else [*old_user, TITLE_KEY, PARENT_KEY, PART_KEY, START_KEY, END_KEY]
+            )
             gone = {k: None for k in had if k not in record.metadata}
             if gone:
                 record.metadata = {**record.metadata, **gone}  # type: ignore[dict-item]
@@ -266,21 +295,21 @@ class DocumentIndex:
         return self.store.query(self.version, embedding, n, where)
 
     def documents_of(self, ranked: Sequence[Record], k: int) -> list[Hit]:
-        """The first `k` distinct documents of a passage ranking, each with its best passage, and
-        with the whole text of documents whose best passage was not their first."""
+        """The first `k` distinct documents of a passage ranking, each with its best passage and
+        its whole text (from the hit itself, another candidate, or else one request by id)."""
         hits: dict[str, Hit] = {}
         for rank, record in enumerate(ranked):
             doc_id = document_id(record)
             if doc_id in hits:
                 continue
             multi = PARENT_KEY in record.metadata or PARTS_KEY in record.metadata
-            document = as_document(record) if doc_id == record.id else Document(doc_id, "")
+            document = whole_document(record) or Document(doc_id, "")
             hits[doc_id] = Hit(
                 document, float(record.distance or 0.0), passage_text(record) if multi else None, rank
             )
             if len(hits) == k:
                 break
-        # A document's first passage (its record, with the whole text) is often among the
+        # A long document's first passage (its record, with the whole text) is often among the
         # candidates too, lower down: only the others cost a second request.
         candidates = {r.id: r for r in ranked}
         missing = []

@@ -4,7 +4,7 @@
 
 Encodes a BEIR folder's corpus and test queries with each variant of one published version (torch,
 onnx fp32, onnx int8), ranks by exact cosine and prints nDCG@10 / Recall@100 / MRR@10 (trec_eval
-definitions, binary gains from the qrels' grades) and the smallest cosine of each variant's
+definitions, `twotower.metrics`) and the smallest cosine of each variant's
 document vectors to the first variant's. The served numbers come from `make eval-served`.
 """
 
@@ -13,9 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import time
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,25 +22,11 @@ import numpy as np
 from twotower import format_document
 from twotower.beir import load_corpus, load_qrels, load_queries
 from twotower.engine import Engine, open_encoder
+from twotower.metrics import evaluate_run
 from twotower.registry import latest_version
 
 log = logging.getLogger("bench.quality")
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def metrics(ranked: Sequence[str], relevant: Mapping[str, int]) -> dict[str, float]:
-    gains = [relevant.get(d, 0) for d in ranked]
-    ideal = sorted((g for g in relevant.values() if g > 0), reverse=True)[:10]
-    dcg = sum(g / math.log2(i + 2) for i, g in enumerate(gains[:10]))
-    idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
-    hits = sum(1 for d in ranked[:100] if relevant.get(d, 0) > 0)
-    total = sum(1 for g in relevant.values() if g > 0)
-    first = next((i for i, g in enumerate(gains[:10]) if g > 0), None)
-    return {
-        "ndcg@10": dcg / idcg if idcg else 0.0,
-        "recall@100": hits / total if total else 0.0,
-        "mrr@10": 1.0 / (first + 1) if first is not None else 0.0,
-    }
 
 
 def evaluate(data: Path, weights: Path, version: str, variants: list[str], threads: int) -> dict[str, Any]:
@@ -68,8 +52,8 @@ def evaluate(data: Path, weights: Path, version: str, variants: list[str], threa
         seconds = time.perf_counter() - started
         encoder.close()
         top = np.argsort(-(query_vectors @ docs.T), axis=1)[:, :100]
-        per_query = [metrics([doc_ids[j] for j in top[i]], qrels[q]) for i, q in enumerate(qids)]
-        row = {m: round(float(np.mean([p[m] for p in per_query])), 4) for m in per_query[0]}
+        run = {q: [doc_ids[j] for j in top[i]] for i, q in enumerate(qids)}
+        row: dict[str, Any] = {m: round(v, 4) for m, v in evaluate_run(run, qrels).items()}
         first = docs if first is None else first
         row["min_cosine_to_first"] = round(float((docs * first).sum(axis=1).min()), 5)
         row["encode_s"] = round(seconds, 1)

@@ -24,10 +24,10 @@ import httpx
 import numpy as np
 from tqdm import tqdm
 
-from training.metrics import evaluate_run
 from twotower.beir import load_qrels, load_queries
 from twotower.client import IngestClient, LoaderError
 from twotower.corpus import batches, open_corpus
+from twotower.metrics import evaluate_run
 
 log = logging.getLogger("training.eval_served")
 

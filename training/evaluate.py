@@ -6,7 +6,7 @@
 Retrieval is exhaustive (exact cosine over the whole corpus); documents are `title + " " + text`,
 embedded as the ingestion service embeds them (long ones as passages, a document scoring its best
 passage; `--no-passages` truncates each to the model's window instead); metrics follow trec_eval
-(see `training/metrics.py`). Prints a table and writes JSON.
+(see `shared/twotower/metrics.py`). Prints a table and writes JSON.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from training.data import doc_text
-from training.metrics import evaluate_run
 from training.retrieval import SERVED_PASSAGES, dense_search
 from twotower import DualTowerWithFC, ModelConfig, latest_version, load_published, model_version
 from twotower.beir import load_corpus, load_qrels, load_queries
 from twotower.lexical import BM25
+from twotower.metrics import evaluate_run
 
 log = logging.getLogger("training.evaluate")
 SYSTEMS = ("latest", "base", "bm25")

@@ -38,12 +38,12 @@ import torch
 from tqdm import tqdm
 
 from training.data import batches, doc_text, make_pairs, mine_bm25_negatives, split_train_val
-from training.metrics import evaluate_run
 from training.objectives import head_inner_layers, interpolate_, mnrl_loss, positive_mask, triplet_loss
 from training.retrieval import top_k
 from twotower import DualTowerWithFC, ModelConfig, publish, save
 from twotower.beir import load_corpus, load_qrels, load_queries
 from twotower.lexical import BM25
+from twotower.metrics import evaluate_run
 
 log = logging.getLogger("training.train")
 

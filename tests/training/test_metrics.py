@@ -1,4 +1,4 @@
-"""training/metrics.py against an independent implementation: trec_eval itself (pytrec_eval), on
+"""shared/twotower/metrics.py against an independent implementation: trec_eval itself (pytrec_eval), on
 real SciFact runs (BM25 over the full corpus and over titles only, all 300 test claims) and on
 edge cases (graded relevance, relevant documents past the cut, empty and short rankings)."""
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import pytrec_eval
 
-from training.metrics import evaluate_run, mrr_at_k, ndcg_at_k, recall_at_k
 from twotower.beir import load_corpus, load_qrels, load_queries
 from twotower.lexical import BM25
+from twotower.metrics import evaluate_run, mrr_at_k, ndcg_at_k, recall_at_k
 
 Run = dict[str, list[str]]
 Qrels = dict[str, dict[str, int]]

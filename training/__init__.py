@@ -1,1 +1,1 @@
-"""Training, evaluation, served evaluation and reindexing for the two-tower model."""
+"""Training, evaluation, served evaluation and rollouts of the two-tower model."""

@@ -153,8 +153,9 @@ class DocumentIndex:
         if dim is not None and dim != self.encoder.dim:
             raise IndexMismatch(
                 f"collection {self.collection!r} holds {dim}-d embeddings but model version "
-                f"{self.encoder.version} makes {self.encoder.dim}-d ones: roll out a version built for "
-                f"it, or remove the collection (`make cleanup`) and reindex into a new version"
+                f"{self.encoder.version} makes {self.encoder.dim}-d ones (another model built it): "
+                f"serve another version (`make rollout VERSION=<other>`); rolling this version out "
+                f"again later rebuilds its collection from scratch"
             )
 
     # -- writing ---------------------------------------------------------------------------

@@ -142,11 +142,16 @@ def _lat(s: dict[str, Any]) -> str:
 
 def update_doc(doc: Path, results: dict[str, Any], json_path: Path) -> None:
     """Replace this benchmark's section (between its markers), or append it."""
+    replace_section(doc, BEGIN, END, section(results, json_path))
+
+
+def replace_section(doc: Path, begin: str, end: str, new: str) -> None:
+    """Put `new` (which starts with `begin` and ends with `end`) in place of the section between
+    those markers in `doc`, or append it; every other line of `doc` is kept."""
     text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    new = section(results, json_path)
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        tail = rest.split(end, 1)[1].lstrip("\n")
         text = head + new + ("\n" + tail if tail else "")
     else:
         text = text.rstrip("\n") + "\n\n" + new

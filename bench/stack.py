@@ -21,6 +21,19 @@ ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 300.0  # torch workers on a busy 2-core machine take a while to import and load
 
 
+def children(pid: int) -> list[int]:
+    """Direct children of `pid`, from /proc (gunicorn's workers, a launcher's services)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -34,6 +34,7 @@ import httpx
 import numpy as np
 
 from bench.loadtest.report import update_doc
+from bench.stack import children, free_port
 from twotower.beir import load_queries
 
 log = logging.getLogger("loadtest")
@@ -42,26 +43,6 @@ LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 DEFAULT_CORPUS = ROOT.parent / "shared" / "data" / "scifact"
 HEALTHZ_BUDGET_MS = 100.0
 RSS_GROWTH_BUDGET = 0.10
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
 
 
 def _service(pid: int) -> str:
@@ -75,12 +56,12 @@ def _service(pid: int) -> str:
 def processes(stack_pid: int) -> dict[str, list[int]]:
     """Each service's processes: the stack's child (a gunicorn master, or Chroma) and its descendants."""
     tree: dict[str, list[int]] = {}
-    for pid in _children(stack_pid):
+    for pid in children(stack_pid):
         pids, todo = [], [pid]
         while todo:
             p = todo.pop()
             pids.append(p)
-            todo += _children(p)
+            todo += children(p)
         tree[_service(pid)] = sorted(pids)
     return tree
 

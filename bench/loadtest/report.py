@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench.report import replace_section
+
 BEGIN = "<!-- loadtest:begin -->"
 END = "<!-- loadtest:end -->"
 
@@ -52,12 +54,4 @@ def section(r: dict[str, Any], json_path: Path) -> str:
 
 def update_doc(doc: Path, results: dict[str, Any], json_path: Path) -> None:
     """Replace this section (between its markers), or append it."""
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    new = section(results, json_path)
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
-        text = head + new + ("\n" + tail if tail else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + new
-    doc.write_text(text)
+    replace_section(doc, BEGIN, END, section(results, json_path))

@@ -17,7 +17,9 @@ Steps (each asserted; the run stops at the first failure and still cleans up):
      post, get, search and delete on 8001/8000 with the key from .env (401 without it);
   6. Chroma's container restarted, then `down` + `up`: every document found again each time;
   7. the trainer profile: a frozen-backbone 1-epoch run publishes a new version to the weights volume
-     (LATEST moves), which the services see on their read-only mount.
+     (LATEST moves), which the services see on their read-only mount;
+  8. `python -m training.rollout <new version>` from the trainer image: both services serve it within
+     a minute, with no container restarted, and every document is found again.
 On exit, whatever happened: `down -v` (containers, network, volumes), anything else labelled with the
 project removed, the ticker and the API service stopped. The built images stay (the next run's cache).
 Timings and image sizes go to .cache/compose-test/last-run.json (docs/benchmarks.md cites them).
@@ -229,6 +231,26 @@ def run(engine: Engine, timings: dict[str, float], report: dict[str, Any]) -> No
                 seen.stdout.strip().startswith("{"), f"{service} does not see /weights/{latest}/config.json"
             )
         check_containers(engine)
+
+    with step("rollout of the new version from the trainer image: the services switch, no restart", timings):
+        started = {
+            s: (c["Id"], c["State"]["StartedAt"]) for s in ("query", "ingest") for c in [engine.container(s)]
+        }
+        engine.compose(
+            "run", "--rm", "trainer", "python", "-m", "training.rollout", latest,
+            "--weights-dir", "/weights", "--chroma-host", "chroma", "--chroma-port", "8000", "--engine", "onnx",
+            timeout=1200,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while {http_json("GET", f"{url}/")[1]["model_version"] for url in (QUERY, INGEST)} != {latest}:
+            check(time.monotonic() < deadline, f"the services do not serve {latest} 60 s after the rollout")
+            time.sleep(1)
+        now = {
+            s: (c["Id"], c["State"]["StartedAt"]) for s in ("query", "ingest") for c in [engine.container(s)]
+        }
+        check(now == started, f"a service was restarted by the rollout: {started} -> {now}")
+        wait_http(f"{QUERY}/readyz")
+        find_everything(ids, kept, count)
     report["model_version"] = latest
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.stack import children
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,19 +81,6 @@ def launch(tmp: Path, *extra: str) -> Launch:
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     return Launch(proc, log, ports)
-
-
-def children(pid: int) -> list[int]:
-    """Direct children of `pid`, from /proc."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
 
 
 def command(pid: int) -> str:

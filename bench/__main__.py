@@ -104,6 +104,7 @@ def measure(
     concurrent = work.queries
     ingestion = {n: Ingestion(args.batch_size) for n in names}
     c1 = {n: Searches(1, args.k) for n in names}
+    hybrid = {n: Searches(1, args.k, mode="hybrid") for n in names}
     cn = {n: Searches(args.concurrency, args.k) for n in names}
     clients = {n: httpx.Client(base_url=stacks[n].ingest.url, timeout=600) for n in names}
     try:
@@ -156,6 +157,11 @@ def measure(
         for f in floors.values():
             f.close()
     log.info("search c=1 p50: %s", {n: c1[n].summary()["client"]["p50_ms"] for n in names})
+    # What hybrid ranking (BM25 over the candidates, fused) adds to a search, engine by engine.
+    for r, order in rotations(names, -(-len(queries) // slice_1)):
+        for n in order:
+            hybrid[n].run(stacks[n].query.url, queries[r * slice_1 : (r + 1) * slice_1])
+    log.info("hybrid search c=1 p50: %s", {n: hybrid[n].summary()["client"]["p50_ms"] for n in names})
     for r, order in rotations(names, -(-len(concurrent) // slice_n)):
         for n in order:
             cn[n].run(stacks[n].query.url, concurrent[r * slice_n : (r + 1) * slice_n])
@@ -165,7 +171,11 @@ def measure(
     for n in names:
         engine, extra = CONFIGS[n]
         floor = floors[n].summary()
-        search = {"c1": c1[n].summary(), f"c{args.concurrency}": cn[n].summary()}
+        search = {
+            "c1": c1[n].summary(),
+            "c1_hybrid": hybrid[n].summary(),
+            f"c{args.concurrency}": cn[n].summary(),
+        }
         results[n] = {
             "engine": engine,
             "settings": extra,

@@ -62,6 +62,7 @@ class Searches:
 
     concurrency: int
     k: int
+    mode: str = "dense"  # the engines are compared on the towers' own ranking
     latencies: list[float] = field(default_factory=list)
     server: list[float] = field(default_factory=list)
     seconds: float = 0.0
@@ -79,7 +80,7 @@ class Searches:
                 start.wait(timeout=60)
                 for query in queries[i :: self.concurrency]:
                     t0 = time.perf_counter()
-                    response = http.post("/search", json={"query": query, "k": self.k})
+                    response = http.post("/search", json={"query": query, "k": self.k, "mode": self.mode})
                     latencies[i].append((time.perf_counter() - t0) * 1000)
                     if response.status_code == 200:
                         server[i].append(response.json()["took_ms"])
@@ -103,6 +104,7 @@ class Searches:
             "concurrency": self.concurrency,
             "queries": len(self.latencies),
             "k": self.k,
+            "mode": self.mode,
             "client": percentiles(self.latencies),
             "server_took": percentiles(self.server),
             "queries_per_s": round(len(self.latencies) / self.seconds, 2) if self.seconds else 0.0,

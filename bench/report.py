@@ -27,7 +27,7 @@ def ratios(configs: dict[str, Any], base: str = "torch", new: str = "onnx") -> d
     out: dict[str, Any] = {"errors": sum(_errors(c) for c in configs.values()), "lines": []}
     if base in configs and new in configs:
         b, n = configs[base], configs[new]
-        concurrent = next(k for k in n["search"] if k != "c1")
+        concurrent = next(k for k in n["search"] if not k.startswith("c1"))
         out["search_p50_c1"] = round(
             n["search"]["c1"]["client"]["p50_ms"] / b["search"]["c1"]["client"]["p50_ms"], 3
         )
@@ -59,11 +59,15 @@ def _rss(peaks: dict[str, float]) -> str:
 def section(results: dict[str, Any], json_path: Path) -> str:
     configs = results["configs"]
     names = list(configs)
-    concurrent = next(k for k in next(iter(configs.values()))["search"] if k != "c1")
+    concurrent = next(k for k in next(iter(configs.values()))["search"] if not k.startswith("c1"))
     rows: list[tuple[str, list[str]]] = [
         ("ingestion, docs/s", [f"{c['ingest']['docs_per_s']}" for c in configs.values()]),
         ("`/search` c=1, p50 / p95 / p99 ms", [_lat(c["search"]["c1"]) for c in configs.values()]),
         ("`/search` c=1, queries/s", [f"{c['search']['c1']['queries_per_s']}" for c in configs.values()]),
+        (
+            '`/search` c=1 `"mode": "hybrid"`, p50 / p95 / p99 ms',
+            [_lat(c["search"]["c1_hybrid"]) if "c1_hybrid" in c["search"] else "—" for c in configs.values()],
+        ),
         (
             f"`/search` c={concurrent[1:]}, p50 / p95 / p99 ms",
             [_lat(c["search"][concurrent]) for c in configs.values()],
@@ -102,7 +106,8 @@ def section(results: dict[str, Any], json_path: Path) -> str:
         f"worker, default settings otherwise), serving version `{results['model_version']}`. "
         f"{w['documents']} {_corpus(w['corpus'])} documents posted in batches of {w['batch_size']}; "
         f"{w['queries']} queries one at a time, then {w['queries_concurrent']} from "
-        f"{concurrent[1:]} concurrent clients, k={w['k']}. Client-side latencies. Peak RSS is VmHWM per process "
+        f"{concurrent[1:]} concurrent clients, k={w['k']}, dense ranking (the towers' own; the hybrid row "
+        f"adds BM25 over the candidates). Client-side latencies. Peak RSS is VmHWM per process "
         f"(gunicorn's master is not counted). Whole run: {results['duration_s']:.0f} s.",
         "",
         "| | " + " | ".join(names) + " |",

@@ -61,7 +61,8 @@ def test_welcome_readiness_and_docs(indexed: Api, query_api: Api) -> None:
 
 
 def test_search_ranks_by_cosine_distance(indexed: Api, query_api: Api) -> None:
-    answer = search(query_api, query="  How long do I have to send an item back?  ", k=3)
+    answer = search(query_api, query="  How long do I have to send an item back?  ", k=3, mode="dense")
+    assert answer["mode"] == "dense"
     assert answer["query"] == "How long do I have to send an item back?"
     assert answer["model_version"] == query_api.http.get("/").json()["model_version"]
     assert answer["took_ms"] > 0
@@ -138,3 +139,17 @@ def test_cors_allows_the_configured_origin(query_api: Api) -> None:
     assert simple.headers["access-control-allow-origin"] == origin
     other = query_api.http.get("/healthz", headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in other.headers
+
+
+def test_hybrid_is_the_default_and_fuses_bm25_over_the_dense_candidates(indexed: Api, query_api: Api) -> None:
+    dense = search(query_api, query="courier delivery", k=3, mode="dense")["results"]
+    answer = search(query_api, query="courier delivery", k=3)
+    assert answer["mode"] == "hybrid"
+    hits = answer["results"]
+    assert {h["id"] for h in hits} == {h["id"] for h in dense}  # the same candidates, re-ranked
+    scores = [h["score"] for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    # "courier" occurs only in q-shipping: BM25 puts it first, and fusion keeps it there or lifts it.
+    assert hits[0]["id"] == "q-shipping"
+    # RRF scores: 1/(60 + dense rank) + 1/(60 + BM25 rank), at most 2/61.
+    assert 1 / 63 <= hits[0]["score"] <= 2 / 61 + 1e-6

@@ -164,12 +164,12 @@ def test_search_page_finds_ranks_and_escapes(
     expect(long_hit.locator("details summary")).to_contain_text("Whole document")
     expect(long_hit.locator("details .passage")).to_contain_text("Day 1: the wind")
 
-    # The mode goes to the API as chosen; the answer renders.
-    page.locator("#mode").select_option("hybrid")
+    # The mode goes to the API as chosen (hybrid, the API's default, unless changed); the answer renders.
+    page.locator("#mode").select_option("dense")
     with page.expect_request(lambda r: r.url.endswith("/search")) as sent:
         page.locator("#query").press("Enter")
-    assert sent.value.post_data_json["mode"] == "hybrid"
-    expect(page.locator("#status")).to_contain_text("hybrid ranking")
+    assert sent.value.post_data_json["mode"] == "dense"
+    expect(page.locator("#status")).to_contain_text("dense ranking")
     expect(page.locator("#error")).to_be_hidden()
     offline.check()
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -50,7 +51,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--chroma-host", default="localhost")
     parser.add_argument("--chroma-port", type=int, default=8002)
     parser.add_argument("--collection-prefix", default="docs")
-    parser.add_argument("--engine", choices=["torch", "onnx"], default="torch")
+    # Backfilled vectors must be those the ingestion service computes for new documents: the same
+    # engine and variant by default (INGEST_ENGINE / INGEST_ONNX_VARIANT, as the services read them).
+    parser.add_argument(
+        "--engine",
+        choices=["torch", "onnx"],
+        default=os.environ.get("INGEST_ENGINE", "onnx"),
+        help="how documents are embedded (default: INGEST_ENGINE, else onnx, as the ingestion service)",
+    )
+    parser.add_argument(
+        "--onnx-variant",
+        choices=["fp32", "int8"],
+        default=os.environ.get("INGEST_ONNX_VARIANT", "fp32"),
+        help="onnx graphs on CPU (default: INGEST_ONNX_VARIANT, else fp32, as the ingestion service)",
+    )
     parser.add_argument("--device", default=None)
     parser.add_argument("--batch-size", type=int, default=64, help="documents embedded per step")
     parser.add_argument("--passage-tokens", type=int, default=PassageConfig.tokens)
@@ -70,7 +84,9 @@ def rollout(args: argparse.Namespace, store: ChromaStore) -> str:
 
     def encoder_for(version: str) -> Encoder:
         if version not in encoders:
-            encoders[version] = open_encoder(roots, version, engine=args.engine, device=args.device)
+            encoders[version] = open_encoder(
+                roots, version, engine=args.engine, device=args.device, variant=args.onnx_variant
+            )
         return encoders[version]
 
     plan = Rollout(store, encoder_for, PassageConfig(args.passage_tokens, args.passage_overlap))

@@ -141,7 +141,8 @@ def publish(
     onnx: bool = True,
     int8: bool = False,
 ) -> str:
-    """Write `root/<version>/` (with its ONNX export unless `onnx=False`), then atomically point
+    """Write `root/<version>/` (with its ONNX export unless `onnx=False`, its int8 graphs too with
+    `int8=True`), then atomically point
     `root/LATEST` at it; return the version.
 
     Readers never see a half-written version: the directory is renamed into place, and LATEST is
@@ -176,8 +177,9 @@ def _export_onnx(model: DualTowerWithFC, directory: Path, int8: bool, missing_on
     from twotower.engine.export import export_onnx
     from twotower.engine.onnx_engine import has_onnx
 
-    if not (missing_only and has_onnx(directory)):
-        export_onnx(model, directory, int8=int8)
+    if missing_only and has_onnx(directory) and (not int8 or has_onnx(directory, "int8")):
+        return
+    export_onnx(model, directory, int8=int8)
 
 
 def load_published(

@@ -2,13 +2,15 @@
 compose file's own commands, a real Chroma server, `python -m training.rollout` as its own process,
 while a writer keeps posting, updating and deleting documents and a reader keeps searching.
 
-1. A -> B with the rollout process killed (SIGKILL) half-way and run again: afterwards B's collection
-   holds exactly what the writer's log of acknowledged writes says, every search answered 200, and
-   both services report B without having been restarted.
-2. B -> A with the ingestion service killed mid-migration and again after the promotion: the new
-   ingestion processes join the migration (dual writes) and then serve A; no search is ever answered
+1. A -> B in one go, then B -> A with the rollout process killed (SIGKILL) half-way and run again:
+   afterwards the target's collection holds exactly what the writer's log of acknowledged writes
+   says, every search answered 200, and both services report the target without having been
+   restarted.
+2. A rollout (to whichever version is not served; its collection, if any, is stale and rebuilt) with
+   the ingestion service killed mid-migration and again after the promotion: the new ingestion
+   processes join the migration (dual writes) and then serve the target; no search is ever answered
    from a partial index, and nothing acknowledged is lost. (Marked `durability`: CI runs it with
-   `make test-durability`; it needs the first test's state, so run the module whole.)
+   `make test-durability`; it also runs alone.)
 """
 
 from __future__ import annotations
@@ -137,6 +139,10 @@ class Traffic:
         self.live, self.ids, self.rng = live, ids, random.Random(seed)
         self.words = sorted({w for i in ids[:50] for w in i.split("-")} | set(WORDS))
         self.expected: dict[str, str | None] = {}
+        # Writes that got no answer (the service was killed) or a 503: each may or may not have
+        # taken effect, so the document may end in any of these states (None = absent) until the
+        # next acknowledged write of it settles it.
+        self.unsettled: dict[str, set[str | None]] = {}
         self.search_errors: list[str] = []
         self.versions_seen: list[str] = []
         self.writes = self.searches = self.refused_writes = 0
@@ -170,16 +176,20 @@ class Traffic:
                         response = http.post("/documents", json={"documents": [{"id": doc_id, "text": text}]})
                 except httpx.TransportError:
                     self.refused_writes += 1  # the service is being restarted: not acknowledged
+                    self.unsettled.setdefault(doc_id, set()).add(None if delete else text)
                     time.sleep(0.2)
                     continue
                 if response.status_code == 200:
                     self.expected[doc_id] = None if delete else text
+                    self.unsettled.pop(doc_id, None)
                     self.writes += 1
                 elif response.status_code == 404 and delete:
                     self.expected[doc_id] = None
+                    self.unsettled.pop(doc_id, None)
                 else:
                     assert response.status_code == 503, response.text
                     self.refused_writes += 1
+                    self.unsettled.setdefault(doc_id, set()).add(None if delete else text)
 
     def _search(self) -> None:
         with httpx.Client(base_url=self.live.urls["query"], timeout=60) as http:
@@ -256,13 +266,28 @@ def in_target(live: Live, version: str) -> int:
     return store.count(version)
 
 
-def check_index(live: Live, version: str, expected: dict[str, str | None]) -> None:
+def check_index(
+    live: Live,
+    version: str,
+    expected: dict[str, str | None],
+    unsettled: dict[str, set[str | None]] | None = None,
+) -> dict[str, str]:
+    """The version's collection holds exactly the acknowledged state of every document; one whose
+    last writes went unacknowledged may also hold any of those writes' outcomes."""
+    unsettled = unsettled or {}
     index = DocumentIndex(live.store(), version)
     stored = index.get(index.document_ids())
-    want = {i: t for i, t in expected.items() if t is not None}
-    assert {i: d.text for i, d in stored.items()} == want
+    have = {i: d.text for i, d in stored.items()}
+    wrong = {
+        i: {"stored": have.get(i), "acknowledged": expected.get(i), "unacknowledged": unsettled.get(i)}
+        for i in set(have) | set(expected) | set(unsettled)
+        if have.get(i) not in {expected.get(i)} | unsettled.get(i, set())
+    }
+    assert not wrong, dict(sorted(wrong.items())[:5])
+    want = set(have)
     passages = [r.id for r in live.store().get(version, texts=False) if "#" in r.id]
     assert all(p.split("#")[0] in want for p in passages)  # no passage of a deleted document
+    return have
 
 
 def service_versions(live: Live) -> set[str]:
@@ -273,34 +298,44 @@ def service_versions(live: Live) -> set[str]:
     return seen
 
 
-def test_rollout_killed_half_way_and_run_again_loses_nothing(
-    live: Live, corpus: dict[str, str], two_versions: tuple[Path, str, str]
+def served_and_other(live: Live, a: str, b: str) -> tuple[str, str]:
+    """The version both services serve, and the other one (the next rollout's target)."""
+    (source,) = service_versions(live)
+    return source, a if source == b else b
+
+
+@pytest.mark.parametrize("killed", [False, True], ids=["straight", "killed-half-way-and-run-again"])
+def test_rollout_under_writes_and_searches_loses_nothing(
+    live: Live, corpus: dict[str, str], two_versions: tuple[Path, str, str], killed: bool
 ) -> None:
+    """A -> B in one go, then back B -> A with the rollout process killed half-way and run again."""
     _, a, b = two_versions
+    source, target = served_and_other(live, a, b)
     pids = {name: proc.pid for name, proc in live.procs.items()}
     expected: dict[str, str | None] = dict(corpus)
-    with Traffic(live, list(corpus), seed=1) as traffic:
-        first = live.rollout(b)
-        wait_until(lambda: in_target(live, b) >= 60, 300, "the backfill to get going")
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait()
-        assert ServingPointer(live.store()).read().migrating  # type: ignore[union-attr]
-        time.sleep(1)  # writes go on, dual-written, with no rollout process alive
-        second = live.rollout(b)
-        assert second.wait(timeout=600) == 0, (live.logs / "rollout.log").read_text()[-3000:]
-        wait_until(lambda: service_versions(live) == {b}, 30, "both services to serve B")
-        time.sleep(1)  # and some writes and searches on B
+    with Traffic(live, list(corpus), seed=1 + killed) as traffic:
+        if killed:
+            first = live.rollout(target)
+            wait_until(lambda: in_target(live, target) >= 60, 300, "the backfill to get going")
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait()
+            assert ServingPointer(live.store()).read().migrating  # type: ignore[union-attr]
+            time.sleep(1)  # writes go on, dual-written, with no rollout process alive
+        rollout = live.rollout(target)
+        assert rollout.wait(timeout=600) == 0, (live.logs / "rollout.log").read_text()[-3000:]
+        wait_until(lambda: service_versions(live) == {target}, 30, "both services to serve the target")
+        time.sleep(1)  # and some writes and searches on the target
     expected.update(traffic.expected)
     assert traffic.search_errors == [], traffic.search_errors[:5]
     assert traffic.writes > 20 and traffic.searches > 20
-    assert set(traffic.versions_seen) == {a, b} and traffic.versions_seen[-1] == b
-    check_index(live, b, expected)
+    assert set(traffic.versions_seen) == {source, target} and traffic.versions_seen[-1] == target
+    stored = check_index(live, target, expected, traffic.unsettled)
     assert {name: proc.pid for name, proc in live.procs.items()} == pids  # no restart
     assert all(proc.poll() is None for proc in live.procs.values())
     stats = httpx.get(f"{live.urls['ingest']}/stats", timeout=10).json()
-    assert stats["model_version"] == b and stats["migration"] is None
+    assert stats["model_version"] == target and stats["migration"] is None
     corpus.clear()
-    corpus.update({i: t for i, t in expected.items() if t is not None})
+    corpus.update(stored)  # what the next rollout starts from
 
 
 @pytest.mark.durability  # restarts: in `make test-durability`, which CI runs; not in `make test`
@@ -308,10 +343,9 @@ def test_ingestion_restarted_mid_migration_and_after_promotion(
     live: Live, corpus: dict[str, str], two_versions: tuple[Path, str, str]
 ) -> None:
     _, a, b = two_versions
-    # Roll out whichever version is not served. After the test above that is A again, whose old
-    # collection is stale and is rebuilt; run on its own (`make test-durability`) it is B.
-    (source,) = service_versions(live)
-    target = a if source == b else b
+    # Roll out whichever version is not served: after the tests above B again, whose collection
+    # is stale and is rebuilt; run on its own (`make test-durability`) B, new.
+    source, target = served_and_other(live, a, b)
     expected: dict[str, str | None] = dict(corpus)
     with Traffic(live, list(corpus), seed=2) as traffic:
         rollout = live.rollout(target)
@@ -333,6 +367,6 @@ def test_ingestion_restarted_mid_migration_and_after_promotion(
     assert seen[0] == source and seen[-1] == target
     assert seen == sorted(seen, key=lambda v: v == target)
     assert service_versions(live) == {target}
-    check_index(live, target, expected)
+    check_index(live, target, expected, traffic.unsettled)
     assert json.loads(httpx.get(f"{live.urls['ingest']}/readyz", timeout=10).text)["ready"] is True
     assert traffic.writes > 10

@@ -39,7 +39,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[DualTowerWithFC, 
     root = tmp_path_factory.mktemp("trained")
     version = twotower.publish(model, root, onnx=False)
     assert not has_onnx(root / version)
-    assert export_cli(["--weights-dir", str(root)]) == 0
+    assert export_cli(["--weights-dir", str(root), "--int8"]) == 0
     return model, root / version
 
 
@@ -71,6 +71,46 @@ def test_fp32_towers_match_pytorch_on_scifact(
     alone = np.vstack([encoder.encode_documents([t]) for t in abstracts[:3] + claims[:2]])
     batched = encoder.encode_documents(abstracts[:3] + claims[:2])
     np.testing.assert_allclose(alone, batched, atol=1e-4)
+
+
+def test_int8_graphs_stay_close_to_fp32_and_each_text_gets_its_own_vector(
+    trained: tuple[DualTowerWithFC, Path], scifact_texts: tuple[list[str], list[str]]
+) -> None:
+    _, directory = trained
+    claims, abstracts = scifact_texts
+    fp32 = OnnxEncoder(directory, threads=2)
+    int8 = open_encoder([directory.parent], directory.name, engine="onnx", threads=2, variant="int8")
+    assert fp32.variant == "fp32" and int8.variant == "int8"  # type: ignore[attr-defined]
+    q8, d8 = int8.encode_queries(claims), int8.encode_documents(abstracts)
+    q32, d32 = fp32.encode_queries(claims), fp32.encode_documents(abstracts)
+    assert cosines(q8, q32).min() >= 0.98 and cosines(d8, d32).min() >= 0.98
+    assert cosines(d8, d32).mean() >= 0.99
+    # Close, but quantized: not the fp32 graphs under another name.
+    assert cosines(d8, d32).min() < 0.99999
+    # A text's int8 vector is the same alone and among others (its activations are not scaled
+    # by its batch mates'): micro-batched queries and chunked documents are answered as if alone.
+    np.testing.assert_allclose(np.vstack([int8.encode_queries([c]) for c in claims[:8]]), q8[:8], atol=1e-6)
+    np.testing.assert_allclose(
+        np.vstack([int8.encode_documents([a]) for a in abstracts[:6]]), d8[:6], atol=1e-6
+    )
+
+
+def test_a_version_without_int8_graphs_is_served_in_fp32(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = DualTowerWithFC(device="cpu")
+    version = twotower.publish(model, tmp_path)
+    assert has_onnx(tmp_path / version) and not has_onnx(tmp_path / version, "int8")
+    with caplog.at_level("WARNING", logger="twotower.engine.onnx_engine"):
+        encoder = open_encoder([tmp_path], version, engine="onnx", variant="int8")
+    assert encoder.variant == "fp32"  # type: ignore[attr-defined]
+    assert "no int8 graphs" in caplog.text and "twotower.engine.export" in caplog.text
+    encoder.close()
+    # Exporting the published version again adds them (what the warning says to run).
+    assert export_cli(["--weights-dir", str(tmp_path), "--version", version, "--int8"]) == 0
+    assert has_onnx(tmp_path / version, "int8")
+    encoder = open_encoder([tmp_path], version, engine="onnx", variant="int8")
+    assert encoder.variant == "int8"  # type: ignore[attr-defined]
 
 
 def test_published_base_serves_like_the_torch_base(published_base: Path) -> None:

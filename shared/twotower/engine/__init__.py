@@ -67,8 +67,8 @@ def open_encoder(
 
     `threads`: intra-op threads (torch: the process-wide count; onnx: per session); unset = the
     library's default. `towers`: those loaded now (onnx loads the others on first use; torch always
-    holds both, they share the backbone). `variant`: onnx only, the int8 graphs (exported with
-    `--int8`) instead of fp32."""
+    holds both, they share the backbone). `variant`: onnx only, fp32 or int8 graphs (exported
+    with `--int8`); a GPU, or a version exported without int8 graphs, runs fp32."""
     if engine == "torch":
         from twotower.engine.torch_engine import TorchEncoder
 

@@ -9,7 +9,12 @@ tokenizer are written by `twotower.engine.export` into `<version>/onnx/`:
     onnx/tokenizer.json     the backbone's tokenizer
     onnx/query.onnx         input_ids, attention_mask, token_type_ids -> embedding (unit length):
     onnx/document.onnx      backbone, mean pooling, normalize, the tower's head, normalize
-    onnx/*.int8.onnx        optional int8 variants (`--int8` at export)
+    onnx/*.int8.onnx        optional: the same graphs with their weight matrices int8 (dynamic
+                            quantization; `--int8` at export): faster, but not the default, as
+                            served SciFact nDCG@10 fell 0.006 below fp32 (docs/benchmarks.md)
+
+A GPU always runs the fp32 graphs (ONNX Runtime's CUDA provider has no kernels for the int8
+ones), and a version exported without int8 graphs is served in fp32, with a warning.
 """
 
 from __future__ import annotations
@@ -93,8 +98,8 @@ def verified_file(version_dir: Path, manifest: dict[str, Any], name: str) -> Pat
     expected = manifest.get("files", {}).get(name)
     if expected is None:
         raise ArtifactError(
-            f"{version_dir / ONNX_DIR / MANIFEST_FILE}: lists no {name} (int8 graphs are exported on "
-            f"request: python -m twotower.engine.export --version {version_dir.name} --force --int8)"
+            f"{version_dir / ONNX_DIR / MANIFEST_FILE}: lists no {name} (export again: "
+            f"python -m twotower.engine.export --version {version_dir.name} --force --int8)"
         )
     try:
         actual = sha256_file(path)
@@ -150,14 +155,19 @@ class OnnxEncoder:
         self.version: str = self._manifest["version"]
         self.dim: int = int(self._manifest["dim"])
         self.max_seq_length: int = int(self._manifest["max_seq_length"])
-        self.variant = variant
         self.threads = threads or available_cpus()
         self.providers = providers_for(device)
         self.device = "cuda" if self.providers[0] != "CPUExecutionProvider" else "cpu"
+        self.variant = self._servable(variant)
         # Texts of one encode call run in chunks of this many, sorted by length so that a chunk
         # pads little. On CPU, small chunks run faster per text than big ones (activations stay in
         # cache: docs/benchmarks.md); on a GPU, big ones fill the chip.
         self.batch_size = batch_size or (256 if self.device == "cuda" else 4)
+        if self.variant == "int8":
+            # Dynamic quantization scales activations by the whole input tensor's range, so a
+            # text's int8 vector would depend on the texts batched with it (cosine down to 0.986
+            # on SciFact claims): one text per run keeps each vector a function of its text alone.
+            self.batch_size = 1
         # On CPU the two towers use the threads differently. The query tower serves one short text
         # at a time, so its session spreads each run over all threads (latency). The document
         # tower serves many texts per call, so its session runs single-threaded and `threads` chunks
@@ -175,6 +185,25 @@ class OnnxEncoder:
         self._closed = False
         for tower in towers:
             self._session(tower)
+
+    def _servable(self, variant: Variant) -> Variant:
+        """`variant`, or fp32 where int8 cannot run (a GPU) or was not exported (with a warning)."""
+        if variant == "fp32":
+            return variant
+        if self.device == "cuda":
+            log.info("onnx on a GPU runs the fp32 graphs (no int8 kernels there)")
+            return "fp32"
+        files = self._manifest.get("files", {})
+        if not all(tower_file(t, variant) in files for t in TOWERS):
+            log.warning(
+                "version %s has no %s graphs: serving fp32 (export them: python -m "
+                "twotower.engine.export --version %s --int8)",
+                self.version,
+                variant,
+                self.version,
+            )
+            return "fp32"
+        return variant
 
     @classmethod
     def open(

@@ -16,8 +16,11 @@ import numpy as np
 import Stemmer
 from bm25s.stopwords import STOPWORDS_EN
 
-TOKEN = re.compile(r"(?u)\b\w\w+\b")  # bm25s.tokenize's default pattern (on lower-cased text)
+# bm25s.tokenize's default pattern, r"(?u)\b\w\w+\b" (on lower-cased text), finds every maximal run
+# of two or more word characters; so does this, a quarter faster without the boundary checks.
+TOKEN = re.compile(r"\w\w+")
 STOPWORDS = frozenset(STOPWORDS_EN)  # bm25s's "en" list
+STOPWORDS_LIST = sorted(STOPWORDS)
 RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al.): 1 / (RRF_K + rank)
 
 _local = threading.local()
@@ -57,31 +60,35 @@ class BM25:
 def bm25_scores(query: str, texts: Sequence[str], k1: float = 1.5, b: float = 0.75) -> np.ndarray:
     """BM25 score of each of `texts` for `query`, with `texts` as the whole collection: the same
     tokens and the same formula as bm25s (its default pattern, English stopwords, the Snowball
-    stemmer, Lucene's idf and term-frequency parts), computed for the query's terms only. On a
-    hundred candidates this takes half of what tokenising and indexing them with bm25s does (it is
-    on every hybrid search's path); tests/shared/test_lexical.py holds the two to the same scores."""
-    docs = [[w for w in TOKEN.findall(t.lower()) if w not in STOPWORDS] for t in texts]
-    terms = [w for w in TOKEN.findall(query.lower()) if w not in STOPWORDS]
-    vocab = sorted({w for doc in docs for w in doc} | set(terms))
-    stem = dict(zip(vocab, _stemmer().stemWords(vocab), strict=True))
-    weight = Counter(stem[w] for w in terms)  # a term the query repeats counts as often (as in bm25s)
-    n = len(docs)
-    tf = {s: np.zeros(n) for s in weight}
-    for i, doc in enumerate(docs):
-        for w in doc:
-            counts = tf.get(stem[w])
-            if counts is not None:
-                counts[i] += 1
-    lengths = np.array([len(doc) for doc in docs], dtype=float)
+    stemmer, Lucene's idf and term-frequency parts), computed for the query's terms only. It is on
+    every hybrid search's path, so the per-word work stays in C (regex, Counter, set union, the
+    stemmer): Python loops only over each text's distinct words that stem to a query term.
+    tests/shared/test_lexical.py holds it to bm25s's scores."""
+    n = len(texts)
     scores = np.zeros(n)
-    if n == 0 or lengths.sum() == 0:
+    terms = [w for w in TOKEN.findall(query.lower()) if w not in STOPWORDS]
+    if n == 0 or not terms:
         return scores
+    counts = [Counter(TOKEN.findall(t.lower())) for t in texts]
+    # A text's length is its number of tokens that are not stopwords (as bm25s counts it).
+    lengths = np.array(
+        [c.total() - sum(filter(None, map(c.get, STOPWORDS_LIST))) for c in counts], dtype=float
+    )
+    if lengths.sum() == 0:
+        return scores
+    stemmer = _stemmer()
+    weight = Counter(stemmer.stemWords(terms))  # a term the query repeats counts as often (as bm25s)
+    vocab = list(set().union(*counts) - STOPWORDS)
+    surfaces: dict[str, list[str]] = {}  # query stem -> the words of the texts that stem to it
+    for word, stem in zip(vocab, stemmer.stemWords(vocab), strict=True):
+        if stem in weight:
+            surfaces.setdefault(stem, []).append(word)
     norm = k1 * (1 - b + b * lengths / lengths.mean())
-    for term, counts in tf.items():
-        df = int((counts > 0).sum())
-        if df:
-            idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
-            scores += weight[term] * idf * counts / (counts + norm)
+    for stem, words in surfaces.items():
+        tf = np.array([sum(filter(None, map(c.get, words))) for c in counts], dtype=float)
+        df = int((tf > 0).sum())
+        idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+        scores += weight[stem] * idf * tf / (tf + norm)
     return scores
 
 

@@ -26,6 +26,24 @@ def test_bm25_over_candidates_scores_as_bm25s_does(scifact_dir: Path) -> None:
         assert all(bm25_scores(query, texts)[i] > 0 for i in ranked)
 
 
+def test_bm25_matches_bm25s_on_awkward_text() -> None:
+    """Tokens at the edges: underscores, digits, single letters, accents, other scripts, hyphens,
+    apostrophes, stopwords, a query term repeated."""
+    texts = [
+        "Naïve B-cells_and T-cells: the café's IL-2 (interleukin_2) at 37°C, x y z.",
+        "Über-große Zellen; ČESKÝ text, 東京 タワー and the the the cells cells",
+        "it is what it is: a an the of",
+        "cells",
+        "Interleukin-2 signalling in naïve T cells, 2x2 design, p<0.05",
+        "",
+    ]
+    for query in ["naïve cells cells", "interleukin_2 IL-2 37°C", "東京 über cells", "the of it"]:
+        index = BM25([str(i) for i in range(len(texts))], texts)
+        tokens = _query_tokens(query)  # bm25s cannot score a query of stopwords only: all zero
+        expected = index.retriever.get_scores(tokens) if tokens else np.zeros(len(texts))
+        np.testing.assert_allclose(bm25_scores(query, texts), expected, rtol=1e-5, atol=1e-6)
+
+
 def _query_tokens(query: str) -> list[str]:
     """The query's tokens as bm25s makes them (stemmed strings)."""
     tokens = tokenize([query])

@@ -68,7 +68,9 @@ class ServiceSettings(BaseSettings):
     chroma_timeout_s: float = Field(
         default=15.0, gt=0, description="Longest wait for one answer from Chroma; past it, 503"
     )
-    chroma_connect_timeout_s: float = Field(default=2.0, gt=0, description="Longest wait to connect to Chroma")
+    chroma_connect_timeout_s: float = Field(
+        default=2.0, gt=0, description="Longest wait to connect to Chroma"
+    )
     pointer_poll_s: float = Field(
         default=1.0, gt=0, description="How often each worker looks at the serving pointer (model rollouts)"
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from deploy.local.supervisor import stop_group
 
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 300.0  # torch workers on a busy 2-core machine take a while to import and load
@@ -121,13 +122,7 @@ def _process(name: str, argv: list[str], env: dict[str, str], url: str, log: Pat
     try:
         yield process
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop_group(proc)
 
 
 def _service_env(prefix: str, settings: dict[str, str]) -> dict[str, str]:

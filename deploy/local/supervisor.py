@@ -56,6 +56,19 @@ class Child:
     restart_at: float | None = None  # when a dead child is due to start again
 
 
+def stop_group(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """Stop a process started with `start_new_session=True` and everything in its group (gunicorn
+    and its workers): SIGTERM, then SIGKILL if it is still running after `timeout` seconds."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
 def restart_delay(failures: int, initial: float = RESTART_DELAY_S, cap: float = MAX_RESTART_DELAY_S) -> float:
     """Exponential backoff: initial, 2x, 4x, ... up to `cap` seconds."""
     return float(min(initial * 2 ** max(failures - 1, 0), cap))

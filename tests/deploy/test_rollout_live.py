@@ -34,6 +34,7 @@ import torch
 
 from deploy.local.compose import LocalLayout, local_services
 from deploy.local.stack import child_environment, resolve
+from deploy.local.supervisor import stop_group
 from tests.conftest import ROOT, free_port, wait_http
 from twotower import load_published, publish
 from twotower.beir import iter_corpus
@@ -123,13 +124,7 @@ def live(two_versions: tuple[Path, str, str], tmp_path_factory: pytest.TempPathF
         yield stack
     finally:
         for name in reversed(list(stack.procs)):
-            proc = stack.procs[name]
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
+            stop_group(stack.procs[name])
 
 
 class Traffic:

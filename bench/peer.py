@@ -1,0 +1,259 @@
+"""`python -m bench.peer --txtai-python PATH`: this project against txtai's API, side by side.
+
+The comparison of issue 9's table: the same model (all-MiniLM-L6-v2, as packaged), the same SciFact
+abstracts and claims, the same HTTP client, both servers up at once and taking turns slice by
+slice (as `make bench` does), so background load weighs on both alike.
+
+    this project   `make run`'s processes as compose runs them (Chroma, ingestion with 1 gunicorn
+                   worker, query with 2), default settings (onnx fp32), serving the untrained base
+                   model published with its ONNX export; dense ranking (`"mode": "dense"`, the
+                   towers' own, as txtai ranks), plus the default hybrid for reference
+    txtai          its API as its documentation starts it (`CONFIG=config.yml uvicorn
+                   "txtai.api:app"`, one process), `writable: true`, `embeddings: {path: <the same
+                   model directory>, content: true}` (texts stored and returned, as ours are)
+
+Ingestion: each batch of documents is one request to ours (`POST /documents`) and two to txtai
+(`POST /add`, then `GET /index` for the first batch and `GET /upsert` after); docs/s counts the time
+until the server answered. Search: `POST /search` {query, k} against `GET /search?query=&limit=`.
+
+txtai needs its own environment (it pins other versions of torch's neighbours than ours):
+
+    python3.11 -m venv /tmp/txv && /tmp/txv/bin/pip install torch==2.13.0 "txtai[api]==9.14.0"
+    python -m bench.peer --txtai-python /tmp/txv/bin/python
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from bench.load import percentiles
+from bench.stack import ROOT, Process, _process, _wait, free_port, running_stack
+from bench.workload import load_workload
+from twotower.config import PACKAGED_BASE_MODEL, resolve_base_model
+
+log = logging.getLogger("bench.peer")
+
+DEFAULT_CORPUS = ROOT.parent / "shared" / "data" / "scifact"
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.peer", description=__doc__.split("\n\n")[0])
+    p.add_argument("--txtai-python", required=True, help="the python of an environment with txtai[api]")
+    p.add_argument("--corpus", default=str(DEFAULT_CORPUS), help="BEIR folder (documents and queries)")
+    p.add_argument("--docs", type=int, default=1000)
+    p.add_argument("--queries", type=int, default=200, help="at concurrency 1 (twice as many at 8)")
+    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--out", type=Path, default=ROOT / "runs" / "peer.json")
+    return p.parse_args()
+
+
+@contextmanager
+def running_txtai(python: str, model: str, work: Path) -> Iterator[Process]:
+    work.mkdir(parents=True, exist_ok=True)
+    config = work / "config.yml"
+    config.write_text(
+        json.dumps({"writable": True, "embeddings": {"path": model, "content": True}})  # YAML is JSON
+    )
+    port = free_port()
+    env = {**os.environ, "CONFIG": str(config), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    argv = [python, "-m", "uvicorn", "txtai.api:app", "--host", "127.0.0.1", "--port", str(port)]
+    with _process("txtai", argv, env, f"http://127.0.0.1:{port}", work / "txtai.log") as process:
+        _wait(process, "/count")
+        yield process
+
+
+class System:
+    """One server under test: how it ingests a batch and answers one search."""
+
+    def __init__(self, name: str, ingest_url: str, search_url: str) -> None:
+        self.name, self.ingest_url, self.search_url = name, ingest_url, search_url
+        self.ingest_seconds = 0.0
+        self.ingested = 0
+        self.errors = 0
+
+    def ingest(self, http: httpx.Client, docs: list[dict[str, Any]]) -> None:
+        raise NotImplementedError
+
+    def search(self, http: httpx.Client, query: str, k: int, mode: str) -> bool:
+        raise NotImplementedError
+
+
+class Ours(System):
+    def ingest(self, http: httpx.Client, docs: list[dict[str, Any]]) -> None:
+        started = time.perf_counter()
+        response = http.post(f"{self.ingest_url}/documents", json={"documents": docs})
+        self.ingest_seconds += time.perf_counter() - started
+        self.ingested += len(docs)
+        self.errors += response.status_code != 200
+
+    def search(self, http: httpx.Client, query: str, k: int, mode: str) -> bool:
+        response = http.post(f"{self.search_url}/search", json={"query": query, "k": k, "mode": mode})
+        return response.status_code == 200 and len(response.json()["results"]) == k
+
+
+class Txtai(System):
+    indexed = False
+
+    def ingest(self, http: httpx.Client, docs: list[dict[str, Any]]) -> None:
+        started = time.perf_counter()
+        added = http.post(f"{self.ingest_url}/add", json=[{"id": d["id"], "text": d["text"]} for d in docs])
+        built = http.get(f"{self.ingest_url}/{'upsert' if self.indexed else 'index'}")
+        self.ingest_seconds += time.perf_counter() - started
+        self.indexed = True
+        self.ingested += len(docs)
+        self.errors += added.status_code != 200 or built.status_code != 200
+
+    def search(self, http: httpx.Client, query: str, k: int, mode: str) -> bool:
+        response = http.get(f"{self.search_url}/search", params={"query": query, "limit": k})
+        return response.status_code == 200 and len(response.json()) == k
+
+
+class Searches:
+    """`concurrency` clients, each with its own connection, sending back to back."""
+
+    def __init__(self, system: System, concurrency: int, k: int, mode: str = "dense") -> None:
+        self.system, self.concurrency, self.k, self.mode = system, concurrency, k, mode
+        self.latencies: list[float] = []
+        self.seconds = 0.0
+        self.errors = 0
+
+    def run(self, queries: list[str]) -> None:
+        parts = [queries[i :: self.concurrency] for i in range(self.concurrency)]
+        results: list[tuple[list[float], int]] = [([], 0)] * self.concurrency
+        start = threading.Barrier(self.concurrency + 1)
+
+        def client(i: int) -> None:
+            latencies, errors = [], 0
+            with httpx.Client(timeout=60) as http:
+                self.system.search(http, parts[i][0], self.k, self.mode)  # connect, not timed
+                start.wait(timeout=60)
+                for query in parts[i]:
+                    t0 = time.perf_counter()
+                    ok = self.system.search(http, query, self.k, self.mode)
+                    latencies.append((time.perf_counter() - t0) * 1000)
+                    errors += not ok
+            results[i] = (latencies, errors)
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(self.concurrency)]
+        for t in threads:
+            t.start()
+        start.wait(timeout=60)
+        t0 = time.perf_counter()
+        for t in threads:
+            t.join()
+        self.seconds += time.perf_counter() - t0
+        for latencies, errors in results:
+            self.latencies += latencies
+            self.errors += errors
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            **percentiles(self.latencies),
+            "queries_per_s": round(len(self.latencies) / self.seconds, 2) if self.seconds else 0.0,
+            "errors": self.errors,
+        }
+
+
+def take_turns(systems: list[System], slices: int, step: Callable[[System, int], None]) -> None:
+    for r in range(slices):
+        order = systems[r % len(systems) :] + systems[: r % len(systems)]
+        for system in order:
+            step(system, r)
+
+
+def main() -> int:
+    args = parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s | %(message)s", datefmt="%H:%M:%S")
+    from twotower.engine.export import publish_base
+
+    work = load_workload(args.corpus, args.docs, 2 * args.queries)
+    model = resolve_base_model(PACKAGED_BASE_MODEL)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="peer-") as tmp, ExitStack() as running:
+        scratch = Path(tmp)
+        version = publish_base(scratch / "weights")
+        stack = running.enter_context(running_stack("onnx", scratch / "weights", scratch / "ours"))
+        txtai = running.enter_context(running_txtai(args.txtai_python, model, scratch / "txtai"))
+        systems: list[System] = [
+            Ours("this project", stack.ingest.url, stack.query.url),
+            Txtai("txtai", txtai.url, txtai.url),
+        ]
+        load = os.getloadavg()
+        batches = [
+            work.documents[i : i + args.batch_size] for i in range(0, len(work.documents), args.batch_size)
+        ]
+        clients = {s.name: httpx.Client(timeout=600) for s in systems}
+        take_turns(systems, len(batches), lambda s, r: s.ingest(clients[s.name], batches[r]))
+        for c in clients.values():
+            c.close()
+        log.info("ingest docs/s: %s", {s.name: round(s.ingested / s.ingest_seconds, 2) for s in systems})
+        queries = work.queries[: args.queries]
+        for s in systems:  # warm-up, not kept: first searches load what they load lazily
+            Searches(s, 1, args.k).run(queries[:10])
+        c1 = {s.name: Searches(s, 1, args.k) for s in systems}
+        take_turns(systems, len(queries) // 20, lambda s, r: c1[s.name].run(queries[r * 20 : (r + 1) * 20]))
+        hybrid = Searches(systems[0], 1, args.k, mode="hybrid")
+        for r in range(len(queries) // 20):
+            hybrid.run(queries[r * 20 : (r + 1) * 20])
+        slice_n = 10 * args.concurrency
+        cn = {s.name: Searches(s, args.concurrency, args.k) for s in systems}
+        take_turns(
+            systems,
+            len(work.queries) // slice_n,
+            lambda s, r: cn[s.name].run(work.queries[r * slice_n : (r + 1) * slice_n]),
+        )
+        results: dict[str, dict[str, Any]] = {
+            s.name: {
+                "ingest_docs_per_s": round(s.ingested / s.ingest_seconds, 2),
+                "ingest_errors": s.errors,
+                "c1": c1[s.name].summary(),
+                f"c{args.concurrency}": cn[s.name].summary(),
+            }
+            for s in systems
+        }
+        results["this project"]["c1_hybrid"] = hybrid.summary()
+        end_load = os.getloadavg()
+    ours, peer = results["this project"], results["txtai"]
+    conc = f"c{args.concurrency}"
+    report = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "model_version": version,
+        "model": model,
+        "documents": len(work.documents),
+        "queries": len(queries),
+        "load_average_start": [round(x, 2) for x in load],
+        "load_average_end": [round(x, 2) for x in end_load],
+        "duration_s": round(time.monotonic() - started, 1),
+        "results": results,
+        "ratios": {
+            "ingest_docs_per_s": round(ours["ingest_docs_per_s"] / peer["ingest_docs_per_s"], 2),
+            "c1_p50_speedup": round(peer["c1"]["p50_ms"] / ours["c1"]["p50_ms"], 2),
+            "c1_p99_speedup": round(peer["c1"]["p99_ms"] / ours["c1"]["p99_ms"], 2),
+            f"{conc}_throughput": round(ours[conc]["queries_per_s"] / peer[conc]["queries_per_s"], 2),
+            f"{conc}_p99_speedup": round(peer[conc]["p99_ms"] / ours[conc]["p99_ms"], 2),
+        },
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    log.info("wrote %s: ratios %s", args.out, report["ratios"])
+    log.info("%s", json.dumps(results, indent=2))
+    return 0 if not any(np.isnan(r["c1"]["p50_ms"]) for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

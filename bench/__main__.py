@@ -17,7 +17,6 @@ import os
 import platform
 import tempfile
 import time
-from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any, Literal
 import httpx
 
 from bench.floor import Floor
-from bench.load import Ingestion, Searches
+from bench.load import Ingestion, Searches, rotations
 from bench.report import ratios, update_doc
 from bench.stack import Stack, running_stack
 from bench.workload import Workload, load_workload
@@ -85,13 +84,6 @@ def served_weights(weights_dir: Path, scratch: Path, int8: bool) -> tuple[Path, 
 
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
-
-
-def rotations(names: list[str], rounds: int) -> Iterator[tuple[int, list[str]]]:
-    """Round r visits every configuration, starting one further along each round."""
-    for r in range(rounds):
-        shift = r % len(names)
-        yield r, names[shift:] + names[:shift]
 
 
 def measure(

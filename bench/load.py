@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import numpy as np
+
+T = TypeVar("T")
 
 
 def percentiles(ms: list[float]) -> dict[str, float]:
@@ -55,6 +58,56 @@ class Ingestion:
         }
 
 
+def rotations(items: list[T], rounds: int) -> Iterator[tuple[int, list[T]]]:
+    """Round r visits every item (a configuration, a system under test), starting one further along
+    each round: several stacks take turns, so background load weighs on all of them alike."""
+    for r in range(rounds):
+        shift = r % len(items)
+        yield r, items[shift:] + items[:shift]
+
+
+def concurrent_clients(
+    concurrency: int,
+    queries: list[str],
+    connect: Callable[[], httpx.Client],
+    send: Callable[[httpx.Client, str], float | None],
+) -> tuple[list[float], list[float], int, float]:
+    """`concurrency` clients (threads), client i sending every concurrency-th query back to back on
+    its own connection. `connect` opens that connection and makes one untimed request, so the
+    clock starts with every client connected; `send` makes one request and returns the server's own
+    time for it (NaN when it reports none), or None for an error. Returns the client-side latencies
+    (ms), the server times, the errors, and the seconds from the start until the last answer."""
+    latencies: list[list[float]] = [[] for _ in range(concurrency)]
+    server: list[list[float]] = [[] for _ in range(concurrency)]
+    errors = [0] * concurrency
+    start = threading.Barrier(concurrency + 1)
+
+    def client(i: int) -> None:
+        http = connect()  # used already: it cannot be entered as a context manager
+        try:
+            start.wait(timeout=60)
+            for query in queries[i::concurrency]:
+                t0 = time.perf_counter()
+                took = send(http, query)
+                latencies[i].append((time.perf_counter() - t0) * 1000)
+                if took is None:
+                    errors[i] += 1
+                else:
+                    server[i].append(took)
+        finally:
+            http.close()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(concurrency)]
+    for t in threads:
+        t.start()
+    start.wait(timeout=60)
+    started = time.perf_counter()
+    for t in threads:
+        t.join(timeout=600)
+    seconds = time.perf_counter() - started
+    return [x for c in latencies for x in c], [x for c in server for x in c], sum(errors), seconds
+
+
 @dataclass
 class Searches:
     """/search from `concurrency` clients (threads, each with its own connection) sending back to
@@ -69,35 +122,20 @@ class Searches:
     errors: int = 0
 
     def run(self, url: str, queries: list[str]) -> None:
-        latencies: list[list[float]] = [[] for _ in range(self.concurrency)]
-        server: list[list[float]] = [[] for _ in range(self.concurrency)]
-        errors = [0] * self.concurrency
-        start = threading.Barrier(self.concurrency + 1)
+        def connect() -> httpx.Client:
+            http = httpx.Client(base_url=url, timeout=60)
+            http.get("/healthz")
+            return http
 
-        def client(i: int) -> None:
-            with httpx.Client(base_url=url, timeout=60) as http:
-                http.get("/healthz")  # connect before the clock starts
-                start.wait(timeout=60)
-                for query in queries[i :: self.concurrency]:
-                    t0 = time.perf_counter()
-                    response = http.post("/search", json={"query": query, "k": self.k, "mode": self.mode})
-                    latencies[i].append((time.perf_counter() - t0) * 1000)
-                    if response.status_code == 200:
-                        server[i].append(response.json()["took_ms"])
-                    else:
-                        errors[i] += 1
+        def send(http: httpx.Client, query: str) -> float | None:
+            response = http.post("/search", json={"query": query, "k": self.k, "mode": self.mode})
+            return float(response.json()["took_ms"]) if response.status_code == 200 else None
 
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(self.concurrency)]
-        for t in threads:
-            t.start()
-        start.wait(timeout=60)
-        started = time.perf_counter()
-        for t in threads:
-            t.join(timeout=600)
-        self.seconds += time.perf_counter() - started
-        self.latencies += [x for c in latencies for x in c]
-        self.server += [x for c in server for x in c]
-        self.errors += sum(errors)
+        latencies, server, errors, seconds = concurrent_clients(self.concurrency, queries, connect, send)
+        self.latencies += latencies
+        self.server += server
+        self.errors += errors
+        self.seconds += seconds
 
     def summary(self) -> dict[str, Any]:
         return {

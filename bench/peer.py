@@ -27,11 +27,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from bench.load import percentiles
+from bench.load import concurrent_clients, percentiles, rotations
 from bench.stack import ROOT, Process, _process, _wait, free_port, running_stack
 from bench.workload import load_workload
 from twotower.config import PACKAGED_BASE_MODEL, resolve_base_model
@@ -133,33 +133,18 @@ class Searches:
         self.errors = 0
 
     def run(self, queries: list[str]) -> None:
-        parts = [queries[i :: self.concurrency] for i in range(self.concurrency)]
-        results: list[tuple[list[float], int]] = [([], 0)] * self.concurrency
-        start = threading.Barrier(self.concurrency + 1)
+        def connect() -> httpx.Client:
+            http = httpx.Client(timeout=60)
+            self.system.search(http, queries[0], self.k, self.mode)
+            return http
 
-        def client(i: int) -> None:
-            latencies, errors = [], 0
-            with httpx.Client(timeout=60) as http:
-                self.system.search(http, parts[i][0], self.k, self.mode)  # connect, not timed
-                start.wait(timeout=60)
-                for query in parts[i]:
-                    t0 = time.perf_counter()
-                    ok = self.system.search(http, query, self.k, self.mode)
-                    latencies.append((time.perf_counter() - t0) * 1000)
-                    errors += not ok
-            results[i] = (latencies, errors)
+        def send(http: httpx.Client, query: str) -> float | None:
+            return math.nan if self.system.search(http, query, self.k, self.mode) else None
 
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(self.concurrency)]
-        for t in threads:
-            t.start()
-        start.wait(timeout=60)
-        t0 = time.perf_counter()
-        for t in threads:
-            t.join()
-        self.seconds += time.perf_counter() - t0
-        for latencies, errors in results:
-            self.latencies += latencies
-            self.errors += errors
+        latencies, _, errors, seconds = concurrent_clients(self.concurrency, queries, connect, send)
+        self.latencies += latencies
+        self.errors += errors
+        self.seconds += seconds
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -167,13 +152,6 @@ class Searches:
             "queries_per_s": round(len(self.latencies) / self.seconds, 2) if self.seconds else 0.0,
             "errors": self.errors,
         }
-
-
-def take_turns(systems: list[System], slices: int, step: Callable[[System, int], None]) -> None:
-    for r in range(slices):
-        order = systems[r % len(systems) :] + systems[: r % len(systems)]
-        for system in order:
-            step(system, r)
 
 
 def main() -> int:
@@ -198,7 +176,9 @@ def main() -> int:
             work.documents[i : i + args.batch_size] for i in range(0, len(work.documents), args.batch_size)
         ]
         clients = {s.name: httpx.Client(timeout=600) for s in systems}
-        take_turns(systems, len(batches), lambda s, r: s.ingest(clients[s.name], batches[r]))
+        for r, order in rotations(systems, len(batches)):
+            for s in order:
+                s.ingest(clients[s.name], batches[r])
         for c in clients.values():
             c.close()
         log.info("ingest docs/s: %s", {s.name: round(s.ingested / s.ingest_seconds, 2) for s in systems})
@@ -206,17 +186,17 @@ def main() -> int:
         for s in systems:  # warm-up, not kept: first searches load what they load lazily
             Searches(s, 1, args.k).run(queries[:10])
         c1 = {s.name: Searches(s, 1, args.k) for s in systems}
-        take_turns(systems, len(queries) // 20, lambda s, r: c1[s.name].run(queries[r * 20 : (r + 1) * 20]))
+        for r, order in rotations(systems, len(queries) // 20):
+            for s in order:
+                c1[s.name].run(queries[r * 20 : (r + 1) * 20])
         hybrid = Searches(systems[0], 1, args.k, mode="hybrid")
         for r in range(len(queries) // 20):
             hybrid.run(queries[r * 20 : (r + 1) * 20])
         slice_n = 10 * args.concurrency
         cn = {s.name: Searches(s, args.concurrency, args.k) for s in systems}
-        take_turns(
-            systems,
-            len(work.queries) // slice_n,
-            lambda s, r: cn[s.name].run(work.queries[r * slice_n : (r + 1) * slice_n]),
-        )
+        for r, order in rotations(systems, len(work.queries) // slice_n):
+            for s in order:
+                cn[s.name].run(work.queries[r * slice_n : (r + 1) * slice_n])
         results: dict[str, dict[str, Any]] = {
             s.name: {
                 "ingest_docs_per_s": round(s.ingested / s.ingest_seconds, 2),

@@ -22,16 +22,22 @@ ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 300.0  # torch workers on a busy 2-core machine take a while to import and load
 
 
+def _stat(path: Path) -> list[str] | None:
+    """The fields of a /proc/<pid>/stat after the command name (state, ppid, ...), or None once the
+    process is gone."""
+    try:
+        return path.read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def children(pid: int) -> list[int]:
     """Direct children of `pid`, from /proc (gunicorn's workers, a launcher's services)."""
     found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
+    for path in Path("/proc").glob("[0-9]*/stat"):
+        fields = _stat(path)
+        if fields is not None and int(fields[1]) == pid:
+            found.append(int(path.parent.name))
     return found
 
 
@@ -50,22 +56,15 @@ class Process:
 
     def pids(self) -> list[int]:
         """The process and its children (gunicorn's workers)."""
-        pids = [self.proc.pid]
-        try:
-            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
-        except OSError:
-            children = []
-        return pids + [int(c) for c in children]
+        return [self.proc.pid, *children(self.proc.pid)]
 
     def cpu_seconds(self) -> float:
         """CPU time (user + system) the process and its workers have used so far."""
         total = 0
         for pid in self.pids():
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+            fields = _stat(Path(f"/proc/{pid}/stat"))
+            if fields is not None:
+                total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
         return total / os.sysconf("SC_CLK_TCK")
 
     def peak_rss_mb(self) -> dict[str, float]:

@@ -174,12 +174,10 @@ def publish(
 
 def _export_onnx(model: DualTowerWithFC, directory: Path, int8: bool, missing_only: bool = False) -> None:
     # Imported here: the exporter needs the `onnx` package, which only publishing uses.
-    from twotower.engine.export import export_onnx
-    from twotower.engine.onnx_engine import has_onnx
+    from twotower.engine.export import export_onnx, is_exported
 
-    if missing_only and has_onnx(directory) and (not int8 or has_onnx(directory, "int8")):
-        return
-    export_onnx(model, directory, int8=int8)
+    if not (missing_only and is_exported(directory, int8)):
+        export_onnx(model, directory, int8=int8)
 
 
 def load_published(

@@ -43,6 +43,7 @@ from twotower.engine.onnx_engine import (
     sha256_file,
     tower_file,
 )
+from twotower.engine.torch_engine import offsets_tokenizer
 from twotower.model import DualTowerWithFC, TowerHead
 from twotower.registry import ArtifactError, find_version, latest_version, read_config
 
@@ -141,11 +142,7 @@ def _write_export(model: DualTowerWithFC, version: str, target: Path, int8: bool
         _export_tower(model, head, target / tower_file(tower))
         if int8:
             _quantize(target / tower_file(tower), target / tower_file(tower, "int8"))
-    backend = model.backbone.tokenizer.backend_tokenizer
-    tokenizer = type(backend).from_str(backend.to_str())
-    tokenizer.no_truncation()
-    tokenizer.no_padding()
-    tokenizer.save(str(target / TOKENIZER_FILE))
+    offsets_tokenizer(model).save(str(target / TOKENIZER_FILE))
     files = sorted(p.name for p in target.iterdir())
     manifest = {
         "format": ONNX_FORMAT,
@@ -226,12 +223,17 @@ def export_onnx(model: DualTowerWithFC, version_dir: str | Path, *, int8: bool =
     return version_dir / ONNX_DIR
 
 
+def is_exported(version_dir: Path, int8: bool) -> bool:
+    """Whether the version has its ONNX export, with the int8 graphs if `int8`."""
+    return has_onnx(version_dir) and (not int8 or has_onnx(version_dir, "int8"))
+
+
 def export_published(
     roots: Sequence[str | Path], version: str, *, force: bool = False, int8: bool = False
 ) -> Path:
     """Export a published version that lacks ONNX, or its int8 graphs (or redo it with `force`)."""
     directory = find_version(version, roots)
-    if has_onnx(directory) and (not int8 or has_onnx(directory, "int8")) and not force:
+    if is_exported(directory, int8) and not force:
         log.info("version %s already has an ONNX export in %s", version, directory / ONNX_DIR)
         return directory / ONNX_DIR
     return export_onnx(load(directory, device="cpu"), directory, int8=int8)

@@ -86,9 +86,12 @@ def read_manifest(version_dir: str | Path) -> dict[str, Any]:
 def has_onnx(version_dir: str | Path, variant: Variant = "fp32") -> bool:
     """Whether the version was exported (with this variant's graphs)."""
     path = Path(version_dir) / ONNX_DIR / MANIFEST_FILE
-    if not path.is_file():
-        return False
-    files = json.loads(path.read_text()).get("files", {})
+    return path.is_file() and lists_variant(json.loads(path.read_text()), variant)
+
+
+def lists_variant(manifest: dict[str, Any], variant: Variant) -> bool:
+    """Whether an export's manifest lists both towers' graphs of `variant`."""
+    files = manifest.get("files", {})
     return all(tower_file(t, variant) in files for t in TOWERS)
 
 
@@ -193,8 +196,7 @@ class OnnxEncoder:
         if self.device == "cuda":
             log.info("onnx on a GPU runs the fp32 graphs (no int8 kernels there)")
             return "fp32"
-        files = self._manifest.get("files", {})
-        if not all(tower_file(t, variant) in files for t in TOWERS):
+        if not lists_variant(self._manifest, variant):
             log.warning(
                 "version %s has no %s graphs: serving fp32 (export them: python -m "
                 "twotower.engine.export --version %s --int8)",

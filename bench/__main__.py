@@ -1,7 +1,8 @@
 """`python -m bench` (`make bench`): the serving speed of both engines, measured in one run.
 
-For each configuration (torch; onnx; onnx int8; onnx without micro-batching) it starts its own Chroma
-server and the two services under gunicorn (as production runs them) on free ports. Then, the
+For each configuration (torch; onnx as the services default to, int8 query tower; onnx fp32; onnx
+fp32 with micro-batching) it starts its own Chroma server and the two services under gunicorn
+(as production runs them) on free ports. Then, the
 configurations taking turns slice by slice (so that whatever else runs on the machine weighs on all
 alike), it measures ingestion through `POST /documents`, `/search` at concurrency 1 and 8, and the
 in-process floor (encode one query + one Chroma query); and each process's peak memory. Writes JSON
@@ -20,7 +21,7 @@ import time
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, cast
 
 import httpx
 
@@ -29,19 +30,25 @@ from bench.load import Ingestion, Searches, rotations
 from bench.report import ratios, update_doc
 from bench.stack import Stack, running_stack
 from bench.workload import Workload, load_workload
+from services.query.config import Settings as QuerySettings
 from twotower.engine import Engine
+from twotower.engine.onnx_engine import Variant
 from twotower.registry import latest_version
 
 log = logging.getLogger("bench")
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = ROOT.parent / "shared" / "data" / "scifact"
 
-# name -> (engine, extra service settings)
+# name -> (engine, extra service settings); "onnx" is the services' defaults (int8 graphs).
 CONFIGS: dict[str, tuple[Engine, dict[str, str]]] = {
     "torch": ("torch", {}),
     "onnx": ("onnx", {}),
-    "onnx int8": ("onnx", {"QUERY_ONNX_VARIANT": "int8", "INGEST_ONNX_VARIANT": "int8"}),
-    "onnx no micro-batching": ("onnx", {"QUERY_MICRO_BATCH": "false"}),
+    "onnx fp32": ("onnx", {"QUERY_ONNX_VARIANT": "fp32", "INGEST_ONNX_VARIANT": "fp32"}),
+    # Micro-batching is off by default (int8 runs one text per pass); this measures it for fp32.
+    "onnx fp32 micro-batching": (
+        "onnx",
+        {"QUERY_ONNX_VARIANT": "fp32", "INGEST_ONNX_VARIANT": "fp32", "QUERY_MICRO_BATCH": "true"},
+    ),
 }
 
 
@@ -69,16 +76,17 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def served_weights(weights_dir: Path, scratch: Path, int8: bool) -> tuple[Path, str]:
-    """A weights directory whose LATEST version has its ONNX export (exported if it lacks one)."""
+def served_weights(weights_dir: Path, scratch: Path) -> tuple[Path, str]:
+    """A weights directory whose LATEST version has its ONNX export, int8 graphs included (exported
+    if it lacks them)."""
     from twotower.engine.export import export_published, publish_base
 
     version = latest_version(weights_dir)
     if version is None:
         weights_dir = scratch / "weights"
         log.info("nothing published in %s: publishing the base model into %s", weights_dir, weights_dir)
-        version = publish_base(weights_dir, int8=int8)
-    export_published([weights_dir], version, int8=int8)
+        version = publish_base(weights_dir)
+    export_published([weights_dir], version)
     return weights_dir, version
 
 
@@ -126,7 +134,9 @@ def measure(
     floors = {}
     for n in names:
         engine, extra = CONFIGS[n]
-        variant: Literal["fp32", "int8"] = "int8" if extra.get("QUERY_ONNX_VARIANT") == "int8" else "fp32"
+        variant = cast(
+            Variant, extra.get("QUERY_ONNX_VARIANT", QuerySettings.model_fields["onnx_variant"].default)
+        )
         floors[n] = Floor(
             engine, weights, version, stacks[n].chroma_port, stacks[n].prefix, args.k, threads, variant
         )
@@ -223,8 +233,7 @@ def main() -> int:
     }
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         scratch = Path(tmp)
-        int8 = any("INGEST_ONNX_VARIANT" in CONFIGS[n][1] for n in names)
-        weights, version = served_weights(args.weights_dir, scratch, int8)
+        weights, version = served_weights(args.weights_dir, scratch)
         results["model_version"] = version
         with ExitStack() as running:
             stacks = {}

@@ -8,8 +8,8 @@ from services.common.memory import limit_malloc_arenas
 from services.common.multiprocess import mark_worker_dead, prepare_metrics_dir, remove_metrics_dir
 from services.common.settings import ServiceSettings
 
-# uvicorn's own `uvicorn.workers` module is deprecated in favour of the `uvicorn-worker` package.
-WORKER_CLASS = "uvicorn_worker.UvicornWorker"
+# uvicorn's worker (the `uvicorn-worker` package) with httptools and uvloop required: worker.py.
+WORKER_CLASS = "services.common.worker.ServiceWorker"
 
 
 def logconfig(level: str) -> dict[str, Any]:

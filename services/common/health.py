@@ -128,7 +128,7 @@ class ReadinessMonitor:
 
 def service_router(
     service: str,
-    get_state: Callable[..., ServiceState[Any]],
+    state_of: Callable[[Request], ServiceState[Any]],
     probes: Callable[[ServiceState[Any]], dict[str, Probe]],
     ready_summary: str,
 ) -> APIRouter:
@@ -140,7 +140,7 @@ def service_router(
 
     @router.get("/", summary="What this service is")
     async def welcome(request: Request) -> Welcome:
-        state = get_state(request)
+        state = state_of(request)
         return Welcome(
             service=service, model_version=state.version, collection=state.collection, docs="/docs"
         )
@@ -155,7 +155,7 @@ def service_router(
         responses={503: {"model": Readiness, "description": "Not ready; `detail` says why"}},
     )
     async def readyz(request: Request, response: Response) -> Readiness:
-        state = get_state(request)
+        state = state_of(request)
         monitor: ReadinessMonitor | None = getattr(request.app.state, "readiness", None)
         if monitor is None:
             monitor = ReadinessMonitor(lambda: check_readiness(state, probes(state)))

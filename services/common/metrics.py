@@ -111,6 +111,7 @@ class TimedEncoder:
         self.inner, self.service = inner, service
         self.engine, self.version = inner.engine, inner.version
         self.dim, self.max_seq_length = inner.dim, inner.max_seq_length
+        self.batch_size = inner.batch_size
 
     @property
     def tokenizer(self) -> Tokenizer:

@@ -51,7 +51,8 @@ class ServiceSettings(BaseSettings):
     )
     onnx_variant: Literal["fp32", "int8"] = Field(
         default="fp32",
-        description="onnx engine: fp32 graphs, or int8 ones (exported with --int8; faster, less exact)",
+        description="onnx engine: fp32 graphs, or int8 ones (exported with every version; faster, "
+        "less exact)",
     )
     threads: int | None = Field(
         default=None,

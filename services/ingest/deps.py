@@ -15,9 +15,15 @@ from services.common.state import ServiceState
 from services.ingest.config import Settings
 
 
-def get_state(request: Request) -> ServiceState[Settings]:
+def state_of(request: Request) -> ServiceState[Settings]:
     # Put there by the lifespan in main.py.
     return cast(ServiceState[Settings], request.state.service)
+
+
+async def get_state(request: Request) -> ServiceState[Settings]:
+    # `async` though it awaits nothing: FastAPI runs a plain function dependency in its thread pool,
+    # a thread hop on every request for one attribute read.
+    return state_of(request)
 
 
 StateDep = Annotated[ServiceState[Settings], Depends(get_state)]
@@ -56,7 +62,7 @@ def write_guard(settings: Settings) -> Callable[[str, Headers], str | None]:
     return authorize
 
 
-def require_api_key(state: StateDep, key: Annotated[str | None, Security(api_key_header)]) -> None:
+async def require_api_key(state: StateDep, key: Annotated[str | None, Security(api_key_header)]) -> None:
     # RequestGuard has already refused a bad key; this declares the scheme in OpenAPI and checks again.
     problem = key_problem(state.settings.api_key, key)
     if problem is not None:

@@ -13,7 +13,7 @@ from services.common.observability import instrument_app, observed
 from services.common.state import lifespan
 from services.query.batching import query_batching
 from services.query.config import Settings
-from services.query.deps import get_state
+from services.query.deps import state_of
 from services.query.routes import health, search, ui
 from services.query.search import not_indexed
 from twotower.index.store import CollectionMissing
@@ -33,7 +33,7 @@ versions never mix).
 
 
 async def _collection_missing(request: Request, exc: Exception) -> JSONResponse:
-    return unavailable(not_indexed(get_state(request)))
+    return unavailable(not_indexed(state_of(request)))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -139,11 +139,11 @@ def publish(
     metadata: dict[str, Any] | None = None,
     *,
     onnx: bool = True,
-    int8: bool = False,
+    int8: bool = True,
 ) -> str:
-    """Write `root/<version>/` (with its ONNX export unless `onnx=False`, its int8 graphs too with
-    `int8=True`), then atomically point
-    `root/LATEST` at it; return the version.
+    """Write `root/<version>/` (with its ONNX export unless `onnx=False`: fp32 graphs, and the int8
+    ones the services run by default unless `int8=False`), then atomically point `root/LATEST` at it;
+    return the version.
 
     Readers never see a half-written version: the directory is renamed into place, and LATEST is
     replaced with `os.replace` (atomic on POSIX) only after the directory is complete.

@@ -37,6 +37,7 @@ class HashEncoder:
     engine: Engine = "torch"
     dim = 8
     max_seq_length = 256
+    batch_size = 64
 
     def __init__(self, version: str, tokenizer: Tokenizer) -> None:
         self.version, self._tokenizer = version, tokenizer

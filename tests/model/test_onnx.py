@@ -19,8 +19,9 @@ from twotower import ArtifactError, DualTowerWithFC
 from twotower.beir import load_queries
 from twotower.corpus import open_corpus
 from twotower.engine import open_encoder
+from twotower.engine.export import FP32_FFN_LAYERS
 from twotower.engine.export import main as export_cli
-from twotower.engine.onnx_engine import MANIFEST_FILE, ONNX_DIR, OnnxEncoder, has_onnx
+from twotower.engine.onnx_engine import INT8_RECIPE, MANIFEST_FILE, ONNX_DIR, OnnxEncoder, has_onnx
 from twotower.registry import latest_version
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,7 +100,7 @@ def test_a_version_without_int8_graphs_is_served_in_fp32(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     model = DualTowerWithFC(device="cpu")
-    version = twotower.publish(model, tmp_path)
+    version = twotower.publish(model, tmp_path, int8=False)
     assert has_onnx(tmp_path / version) and not has_onnx(tmp_path / version, "int8")
     with caplog.at_level("WARNING", logger="twotower.engine.onnx_engine"):
         encoder = open_encoder([tmp_path], version, engine="onnx", variant="int8")
@@ -107,10 +108,41 @@ def test_a_version_without_int8_graphs_is_served_in_fp32(
     assert "no int8 graphs" in caplog.text and "twotower.engine.export" in caplog.text
     encoder.close()
     # Exporting the published version again adds them (what the warning says to run).
-    assert export_cli(["--weights-dir", str(tmp_path), "--version", version, "--int8"]) == 0
+    assert export_cli(["--weights-dir", str(tmp_path), "--version", version]) == 0
     assert has_onnx(tmp_path / version, "int8")
     encoder = open_encoder([tmp_path], version, engine="onnx", variant="int8")
     assert encoder.variant == "int8"  # type: ignore[attr-defined]
+    encoder.close()
+
+    # int8 graphs of an older recipe (every weight MatMul int8) count as missing: served in fp32
+    # until the export, run again as the warning says, replaces them.
+    manifest_path = tmp_path / version / "onnx" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest_path.write_text(json.dumps({**manifest, "int8_recipe": 1}))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="twotower.engine.onnx_engine"):
+        encoder = open_encoder([tmp_path], version, engine="onnx", variant="int8")
+    assert encoder.variant == "fp32" and "current recipe" in caplog.text  # type: ignore[attr-defined]
+    encoder.close()
+    assert export_cli(["--weights-dir", str(tmp_path), "--version", version]) == 0
+    assert json.loads(manifest_path.read_text())["int8_recipe"] == INT8_RECIPE
+
+
+def test_int8_graphs_keep_the_first_feed_forward_projections_in_fp32(
+    trained: tuple[DualTowerWithFC, Path],
+) -> None:
+    """The recipe of the int8 graphs: every weight MatMul quantized except the feed-forward
+    down-projections of the first FP32_FFN_LAYERS layers, which the served nDCG measurements kept."""
+    import onnx
+
+    _, version_dir = trained
+    for tower in ("query", "document"):
+        nodes = onnx.load(str(version_dir / "onnx" / f"{tower}.int8.onnx")).graph.node
+        plain = {n.name for n in nodes if n.op_type == "MatMul"}
+        ffn = [f"/transformer/encoder/layer.{i}/output/dense/MatMul" for i in range(6)]
+        assert [name in plain for name in ffn] == [i < FP32_FFN_LAYERS for i in range(6)], tower
+        # The other weight MatMuls are quantized.
+        assert any(n.op_type in {"MatMulInteger", "DynamicQuantizeMatMul"} for n in nodes)
 
 
 def test_published_base_serves_like_the_torch_base(published_base: Path) -> None:

@@ -21,6 +21,7 @@ class SlowEncoder:
     version = "v-test"
     dim = 4
     max_seq_length = 8
+    batch_size = 64
 
     def __init__(self, delay: float = 0.02, fail_on: str | None = None) -> None:
         self.delay, self.fail_on = delay, fail_on
@@ -129,3 +130,17 @@ def test_the_query_service_wraps_its_encoders_as_configured(micro_batch: bool) -
     assert wrap is not None
     wrapped = wrap(SlowEncoder())
     assert isinstance(wrapped, BatchingEncoder) and wrapped.max_batch == 7
+
+
+def test_an_encoder_that_runs_one_text_per_pass_is_not_batched() -> None:
+    """onnx int8 runs one text per forward pass: a batch would only queue concurrent queries behind
+    one thread, so the service serves such an encoder unwrapped."""
+    from services.query.batching import query_batching
+    from services.query.config import Settings
+
+    wrap = query_batching(Settings(micro_batch=True))
+    assert wrap is not None
+    one_at_a_time = SlowEncoder()
+    one_at_a_time.batch_size = 1
+    assert wrap(one_at_a_time) is one_at_a_time
+    assert isinstance(wrap(SlowEncoder()), BatchingEncoder)

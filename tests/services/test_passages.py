@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from services.ingest.config import Settings as IngestSettings
+from services.query.config import Settings as QuerySettings
 from tests.conftest import ChromaServer
 from tests.services.conftest import Api, ingest_service, post_docs, query_service
 from twotower.beir import BeirDoc, load_corpus, load_qrels, load_queries
@@ -94,7 +96,10 @@ def test_short_documents_behave_exactly_as_before(
         if h["id"] == "plain"
     )
     assert hit["highlight"] is None and hit["text"] == body["text"]
-    encoder = open_encoder([base_weights], latest_version(base_weights))
-    q = encoder.encode_queries([claim])[0]
-    d = encoder.encode_documents([format_document(body["text"], body["title"])])[0]
+    # The towers as the services run them by default: int8 queries, fp32 documents.
+    version = latest_version(base_weights)
+    queries = open_encoder([base_weights], version, engine="onnx", variant=QuerySettings().onnx_variant)
+    documents = open_encoder([base_weights], version, engine="onnx", variant=IngestSettings().onnx_variant)
+    q = queries.encode_queries([claim])[0]
+    d = documents.encode_documents([format_document(body["text"], body["title"])])[0]
     assert hit["distance"] == pytest.approx(1 - float(np.dot(q, d)), abs=1e-4)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from services.common.health import base_probes, service_router
-from services.ingest.deps import get_state
+from services.ingest.deps import state_of
 
 router = service_router(
-    "ingest", get_state, base_probes, ready_summary="Readiness: model loaded and Chroma reachable"
+    "ingest", state_of, base_probes, ready_summary="Readiness: model loaded and Chroma reachable"
 )

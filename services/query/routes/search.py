@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
 
 from services.common.backpressure import ModelRoute
 from services.common.errors import BODY_RESPONSES, ErrorBody
@@ -32,7 +33,10 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("", responses=_RESPONSES, summary="Semantic search")
-def search_documents(body: SearchRequest, state: StateDep) -> SearchResponse:
+async def search_documents(body: SearchRequest, state: StateDep) -> SearchResponse:
     """Embeds the query with the **query tower** and returns the `k` nearest documents of this model
     version's collection, nearest first (cosine distance; `score` = 1 − distance)."""
-    return search(state, body)
+    # The search blocks (the model, Chroma): it runs in the thread pool, as a plain `def` endpoint
+    # would. Declared `async` so that FastAPI validates the response on the event loop rather than
+    # with a second trip through the pool (one thread hop per search instead of two).
+    return await run_in_threadpool(search, state, body)

@@ -31,6 +31,7 @@ class Encoder(Protocol):
     version: str
     dim: int
     max_seq_length: int  # tokens the backbone sees per text; longer texts are truncated
+    batch_size: int  # most texts in one forward pass (1: one text per pass, e.g. onnx int8)
 
     @property
     def tokenizer(self) -> Tokenizer:

@@ -9,9 +9,10 @@ tokenizer are written by `twotower.engine.export` into `<version>/onnx/`:
     onnx/tokenizer.json     the backbone's tokenizer
     onnx/query.onnx         input_ids, attention_mask, token_type_ids -> embedding (unit length):
     onnx/document.onnx      backbone, mean pooling, normalize, the tower's head, normalize
-    onnx/*.int8.onnx        optional: the same graphs with their weight matrices int8 (dynamic
-                            quantization; `--int8` at export): faster, but not the default, as
-                            served SciFact nDCG@10 fell 0.006 below fp32 (docs/benchmarks.md)
+    onnx/*.int8.onnx        the same graphs with most weight matrices int8 (dynamic quantization,
+                            written by every export unless `--no-int8`): about twice as fast on
+                            CPU. The query service runs them by default (served nDCG@10 within
+                            0.005 of fp32), ingestion the fp32 ones (docs/benchmarks.md)
 
 A GPU always runs the fp32 graphs (ONNX Runtime's CUDA provider has no kernels for the int8
 ones), and a version exported without int8 graphs is served in fp32, with a warning.
@@ -45,6 +46,9 @@ ONNX_FORMAT = "twotower-onnx/1"
 TOKENIZER_FILE = "tokenizer.json"
 Variant = Literal["fp32", "int8"]
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# How the int8 graphs were quantized (twotower.engine.export._quantize), in the manifest: 1 = every
+# weight MatMul int8; 2 = the first three layers' feed-forward down-projections kept fp32.
+INT8_RECIPE = 2
 
 
 def tower_file(tower: Tower, variant: Variant = "fp32") -> str:
@@ -90,9 +94,11 @@ def has_onnx(version_dir: str | Path, variant: Variant = "fp32") -> bool:
 
 
 def lists_variant(manifest: dict[str, Any], variant: Variant) -> bool:
-    """Whether an export's manifest lists both towers' graphs of `variant`."""
+    """Whether an export's manifest lists both towers' graphs of `variant` (int8 ones: of the
+    current recipe; older int8 graphs count as missing, so they are exported again)."""
     files = manifest.get("files", {})
-    return all(tower_file(t, variant) in files for t in TOWERS)
+    listed = all(tower_file(t, variant) in files for t in TOWERS)
+    return listed and (variant != "int8" or manifest.get("int8_recipe") == INT8_RECIPE)
 
 
 def verified_file(version_dir: Path, manifest: dict[str, Any], name: str) -> Path:
@@ -102,7 +108,7 @@ def verified_file(version_dir: Path, manifest: dict[str, Any], name: str) -> Pat
     if expected is None:
         raise ArtifactError(
             f"{version_dir / ONNX_DIR / MANIFEST_FILE}: lists no {name} (export again: "
-            f"python -m twotower.engine.export --version {version_dir.name} --force --int8)"
+            f"python -m twotower.engine.export --version {version_dir.name} --force)"
         )
     try:
         actual = sha256_file(path)
@@ -198,8 +204,8 @@ class OnnxEncoder:
             return "fp32"
         if not lists_variant(self._manifest, variant):
             log.warning(
-                "version %s has no %s graphs: serving fp32 (export them: python -m "
-                "twotower.engine.export --version %s --int8)",
+                "version %s has no %s graphs of the current recipe: serving fp32 (export them: "
+                "python -m twotower.engine.export --version %s)",
                 self.version,
                 variant,
                 self.version,

@@ -26,12 +26,12 @@ class Settings(ServiceSettings):
     max_body_bytes: int = Field(
         default=QUERY_MAX_BODY_BYTES, ge=1024, description="Largest request body; larger is a 413"
     )
-    # Off by default: on the 2-core CPU, fp32 queries batched served fewer queries/s at 8 clients than
-    # unbatched in every `make bench` run, and int8 runs one text per pass (docs/benchmarks.md).
-    micro_batch: bool = Field(
-        default=False,
+    # Unset: on for the torch engine, off for onnx, as the benchmark found each served more queries/s
+    # at 8 clients on the 2-core CPU (docs/benchmarks.md, "Micro-batching").
+    micro_batch: bool | None = Field(
+        default=None,
         description="Encode concurrent queries together, as one batch (services/query/batching.py); "
-        "for engines that batch texts (fp32, torch), e.g. on a GPU",
+        "unset = for the torch engine only. Never for an encoder that runs one text per pass (int8)",
     )
     micro_batch_max: int = Field(default=32, ge=1, le=256, description="Most queries in one micro-batch")
     hybrid_depth: int = Field(

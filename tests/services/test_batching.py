@@ -134,7 +134,7 @@ def test_the_query_service_wraps_its_encoders_as_configured(micro_batch: bool) -
 
 def test_an_encoder_that_runs_one_text_per_pass_is_not_batched() -> None:
     """onnx int8 runs one text per forward pass: a batch would only queue concurrent queries behind
-    one thread, so the service serves such an encoder unwrapped."""
+    one thread, so the service serves such an encoder unwrapped, even with batching turned on."""
     from services.query.batching import query_batching
     from services.query.config import Settings
 
@@ -144,3 +144,15 @@ def test_an_encoder_that_runs_one_text_per_pass_is_not_batched() -> None:
     one_at_a_time.batch_size = 1
     assert wrap(one_at_a_time) is one_at_a_time
     assert isinstance(wrap(SlowEncoder()), BatchingEncoder)
+
+
+def test_by_default_only_the_torch_engine_is_batched() -> None:
+    from services.query.batching import query_batching
+    from services.query.config import Settings
+
+    wrap = query_batching(Settings())
+    assert wrap is not None
+    torch_encoder, onnx_encoder = SlowEncoder(), SlowEncoder()
+    onnx_encoder.engine = "onnx"
+    assert isinstance(wrap(torch_encoder), BatchingEncoder)
+    assert wrap(onnx_encoder) is onnx_encoder

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 
+from services.common.priority import as_background_work
 from services.common.state import ServiceState
 from services.ingest.config import Settings
 from services.ingest.schemas import (
@@ -44,6 +45,7 @@ def writer(state: State) -> IndexWriter:
 
 
 def index_documents(state: State, documents: list[DocumentIn]) -> IngestResponse:
+    as_background_work()  # below the event loop that answers the probes (services/common/priority.py)
     # Fail fast when Chroma is down, before spending seconds on embeddings nobody will store.
     state.store.heartbeat()
     docs = [Document(d.id, d.text, d.title, dict(d.metadata)) for d in documents]

@@ -247,3 +247,43 @@ print("ok", "torch" in sys.modules)
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split()[-2:] == ["ok", "False"]
+
+
+def test_concurrent_calls_run_the_query_graph_one_at_a_time(published_base: Path) -> None:
+    """Requests encode from many threads at once; the engine runs one query-graph run at a time per
+    encoder, so a worker computes on as many threads as it was given, not one per request."""
+    encoder = OnnxEncoder.open([published_base], latest_version(published_base), towers=("query",))
+    session = encoder._session("query")
+    running, most = 0, 0
+    count = threading.Lock()
+
+    class Recording:
+        def get_inputs(self) -> list[object]:
+            return session.get_inputs()
+
+        def run(self, *args: object) -> object:
+            nonlocal running, most
+            with count:
+                running += 1
+                most = max(most, running)
+            try:
+                return session.run(*args)  # type: ignore[arg-type]
+            finally:
+                with count:
+                    running -= 1
+
+    encoder._sessions["query"] = Recording()  # type: ignore[assignment]
+    start = threading.Barrier(6)
+
+    def search(i: int) -> None:
+        start.wait(timeout=10)
+        for j in range(5):
+            encoder.encode_queries([f"query {i} number {j} about sleep and memory"])
+
+    threads = [threading.Thread(target=search, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    encoder.close()
+    assert most == 1

@@ -191,6 +191,7 @@ class OnnxEncoder:
         self._plain: Tokenizer | None = None
         self._sessions: dict[Tower, ort.InferenceSession] = {}
         self._lock = threading.Lock()
+        self._runs = threading.Lock()
         self._closed = False
         for tower in towers:
             self._session(tower)
@@ -303,7 +304,14 @@ class OnnxEncoder:
         if tower == "document" and self._parallel_chunks and len(chunks) > 1:
             results = list(self._chunk_pool().map(run, chunks))  # ONNX Runtime releases the GIL
         else:
-            results = [run(chunk) for chunk in chunks]
+            # One such run at a time per encoder: each already spreads over the session's threads,
+            # sized so that workers × threads ≈ cores. Concurrent requests running side by side
+            # multiply that (16 search clients: 8 compute threads per 1-thread worker), and the event
+            # loop answering /healthz waited behind them (`make loadtest`: p99 up to 124 ms, against
+            # 57 with this lock). The price: 10-20% fewer queries/s at 8 clients in `make bench`
+            # (docs/benchmarks.md, "Engines").
+            with self._runs:
+                results = [run(chunk) for chunk in chunks]
         for chunk, vectors in zip(chunks, results, strict=True):
             out[chunk] = vectors
         return out

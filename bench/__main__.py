@@ -44,7 +44,7 @@ CONFIGS: dict[str, tuple[Engine, dict[str, str]]] = {
     "torch": ("torch", {}),
     "onnx": ("onnx", {}),
     "onnx fp32": ("onnx", {"QUERY_ONNX_VARIANT": "fp32", "INGEST_ONNX_VARIANT": "fp32"}),
-    # Micro-batching is off by default (int8 runs one text per pass); this measures it for fp32.
+    # Micro-batching is off for onnx by default (on for torch); this measures it for fp32.
     "onnx fp32 micro-batching": (
         "onnx",
         {"QUERY_ONNX_VARIANT": "fp32", "INGEST_ONNX_VARIANT": "fp32", "QUERY_MICRO_BATCH": "true"},

@@ -5,9 +5,10 @@ abstracts and claims, the same HTTP client, both servers up at once and taking t
 slice (as `make bench` does), so background load weighs on both alike.
 
     this project   `make run`'s processes as compose runs them (Chroma, ingestion with 1 gunicorn
-                   worker, query with 2), default settings (onnx fp32), serving the untrained base
-                   model published with its ONNX export; dense ranking (`"mode": "dense"`, the
-                   towers' own, as txtai ranks), plus the default hybrid for reference
+                   worker, query with 2), default settings (int8 query tower, fp32 document
+                   tower), serving the untrained base model published with its ONNX export; dense
+                   ranking (`"mode": "dense"`, the towers' own, as txtai ranks), plus the default
+                   hybrid for reference
     txtai          its API as its documentation starts it (`CONFIG=config.yml uvicorn
                    "txtai.api:app"`, one process), `writable: true`, `embeddings: {path: <the same
                    model directory>, content: true}` (texts stored and returned, as ours are)

@@ -4,7 +4,7 @@ A worker's event loop thread answers `/healthz` and `/readyz` and admits request
 the server's pool run the towers and the Chroma calls. When every core is busy (16 search clients
 and the loader on 2 cores, `make loadtest`), the scheduler shares the CPU evenly among all of them,
 and a probe could wait behind a whole round of model work: its p99 went over the 100 ms that
-Kubernetes-style probes allow. Each thread that does model work therefore lowers its own priority
+issue 7 allows. Each thread that does model work therefore lowers its own priority
 (Linux: per-thread nice, +10) the first time it starts some; threads it creates afterwards (the
 document tower's pool) inherit it. The work still gets every idle cycle: priority only decides who
 goes first when the cores are contended.

@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 
 from twotower.beir import load_corpus, load_queries
-from twotower.lexical import BM25, bm25_scores, rank_by_bm25, reciprocal_rank_fusion, tokenize
+from twotower.lexical import (
+    BM25,
+    TOKEN,
+    _stemmer,
+    bm25_scores,
+    rank_by_bm25,
+    reciprocal_rank_fusion,
+    tokenize,
+)
 
 
 def test_bm25_over_candidates_scores_as_bm25s_does(scifact_dir: Path) -> None:
@@ -24,6 +32,17 @@ def test_bm25_over_candidates_scores_as_bm25s_does(scifact_dir: Path) -> None:
         np.testing.assert_allclose(bm25_scores(query, texts), expected, rtol=1e-5, atol=1e-6)
         ranked = rank_by_bm25(query, texts)
         assert all(bm25_scores(query, texts)[i] > 0 for i in ranked)
+
+
+def test_stemming_never_changes_a_words_first_letter(scifact_dir: Path) -> None:
+    """bm25_scores stems only the candidates' words that start like a query stem: it relies on this."""
+    vocab = sorted(
+        {w for d in load_corpus(scifact_dir).values() for w in TOKEN.findall(f"{d.title} {d.text}".lower())}
+    )
+    vocab += ["dying", "lying", "tying", "skies", "ies", "ied", "yelling", "œuvre", "__init__", "1st"]
+    stems = _stemmer().stemWords(vocab)
+    assert len(vocab) > 20_000
+    assert [(w, s) for w, s in zip(vocab, stems, strict=True) if s[:1] != w[:1]] == []
 
 
 def test_bm25_matches_bm25s_on_awkward_text() -> None:

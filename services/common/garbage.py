@@ -10,8 +10,8 @@ runs (105.7, 106.6, 109.9, 110.2 ms; docs/benchmarks.md, "Load test").
 
 `gc.freeze()` at the end of start-up moves those objects to a permanent generation that the
 collector no longer walks, so a full collection only looks at what requests left behind (the
-longest then 125 ms; `/healthz` p99 79.8, 98.5, 70.9 ms). Objects stay reference-counted: frozen
-ones that lose their last reference are freed as before.
+longest then 125 ms; `/healthz` p99 70.9–98.5 ms in five runs). Objects stay reference-counted:
+frozen ones that lose their last reference are freed as before.
 """
 
 from __future__ import annotations

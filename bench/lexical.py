@@ -6,7 +6,7 @@ For each of `--queries` test queries, `twotower.lexical.rank_by_bm25` over `--ca
 drawn from the corpus as the query service sees them (a document's title and a passage-sized
 stretch of its text), the candidates of consecutive queries overlapping as little as a large
 corpus makes them. Each repetition runs in a fresh thread, so with a fresh stemmer and its empty
-cache, as a new pool thread of the service starts. Prints ms per search (the median repetition).
+cache, as a new pool thread of the service starts. Logs ms per search (the median repetition).
 """
 
 from __future__ import annotations

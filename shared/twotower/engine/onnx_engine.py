@@ -309,8 +309,8 @@ class OnnxEncoder:
             # sized so that workers × threads ≈ cores. Concurrent requests running side by side
             # multiply that (16 search clients: 8 compute threads per 1-thread worker), and the event
             # loop answering /healthz waited behind them (`make loadtest`: p99 up to 124 ms, against
-            # 57 with this lock). The price: 10-20% fewer queries/s at 8 clients in `make bench`
-            # (docs/benchmarks.md, "Engines").
+            # 57 with this lock). Its cost in queries/s at 8 clients (`make bench`) could not be told
+            # from run-to-run noise (docs/benchmarks.md, "Engines").
             with self._runs:
                 results = [run(chunk) for chunk in chunks]
         for chunk, vectors in zip(chunks, results, strict=True):

@@ -19,6 +19,10 @@ from bm25s.stopwords import STOPWORDS_EN
 # bm25s.tokenize's default pattern, r"(?u)\b\w\w+\b" (on lower-cased text), finds every maximal run
 # of two or more word characters; so does this, a quarter faster without the boundary checks.
 TOKEN = re.compile(r"\w\w+")
+# The same tokens without a regex scan where a text allows it (`token_counts`): the ASCII
+# characters \w matches (letters, digits, "_"), and every other ASCII byte turned into a space.
+_ASCII_WORD = frozenset(chr(c) for c in range(128) if chr(c).isalnum() or chr(c) == "_")
+_ASCII_GAPS = bytes(c if c >= 128 or chr(c) in _ASCII_WORD else 32 for c in range(256))
 STOPWORDS = frozenset(STOPWORDS_EN)  # bm25s's "en" list
 STOPWORDS_LIST = sorted(STOPWORDS)
 RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al.): 1 / (RRF_K + rank)
@@ -57,6 +61,24 @@ class BM25:
         return [[self.doc_ids[int(i)] for i in row] for row in indices]
 
 
+def token_counts(text: str) -> Counter[str]:
+    """How often each token of `text` occurs: the tokens of `TOKEN.findall(text.lower())`, which
+    bm25s's pattern finds, counted. Splitting at ASCII non-word characters and Unicode whitespace
+    (neither is ever part of a \\w run) takes about a third of the regex's time; the few pieces
+    with non-ASCII characters in them are then tokenised by the regex, and one-letter pieces dropped
+    (the pattern wants two or more word characters)."""
+    lowered = text.lower()
+    counts = Counter(lowered.encode().translate(_ASCII_GAPS).decode().split())
+    if not lowered.isascii():
+        for piece in [p for p in counts if not p.isascii()]:
+            n = counts.pop(piece)
+            for token in TOKEN.findall(piece):
+                counts[token] += n
+    for letter in _ASCII_WORD.intersection(counts):
+        del counts[letter]
+    return counts
+
+
 def bm25_scores(query: str, texts: Sequence[str], k1: float = 1.5, b: float = 0.75) -> np.ndarray:
     """BM25 score of each of `texts` for `query`, with `texts` as the whole collection: the same
     tokens and the same formula as bm25s (its default pattern, English stopwords, the Snowball
@@ -69,7 +91,7 @@ def bm25_scores(query: str, texts: Sequence[str], k1: float = 1.5, b: float = 0.
     terms = [w for w in TOKEN.findall(query.lower()) if w not in STOPWORDS]
     if n == 0 or not terms:
         return scores
-    counts = [Counter(TOKEN.findall(t.lower())) for t in texts]
+    counts = [token_counts(t) for t in texts]
     # A text's length is its number of tokens that are not stopwords (as bm25s counts it).
     lengths = np.array(
         [c.total() - sum(filter(None, map(c.get, STOPWORDS_LIST))) for c in counts], dtype=float

@@ -1,6 +1,7 @@
 """The in-process floor of a search: encode one query, one Chroma query on a cached collection
-handle, in this process, with the engine and thread count one query worker has. What HTTP, the
-framework and the service's own work add on top is the served p50 minus this."""
+handle (through the store the service queries with, `ChromaStore.query`), in this process, with the
+engine and thread count one query worker has. What HTTP, the framework and the service's own work
+add on top is the served p50 minus this."""
 
 from __future__ import annotations
 
@@ -8,11 +9,9 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-import chromadb
-from chromadb.config import Settings as ChromaSettings
-
 from bench.load import percentiles
 from twotower.engine import Engine, open_encoder
+from twotower.index.store import ChromaStore
 
 
 class Floor:
@@ -37,14 +36,10 @@ class Floor:
             device="cpu",
             variant=variant,
         )
-        client = chromadb.HttpClient(
-            host="127.0.0.1", port=chroma_port, settings=ChromaSettings(anonymized_telemetry=False)
-        )
-        name = f"{prefix}-{version}"
-        names = [c.name for c in client.list_collections()]
-        if name not in names:
-            raise LookupError(f"no collection {name!r} in Chroma (have {names})")
-        self.collection = client.get_collection(name)
+        self.version = version
+        self.store = ChromaStore("127.0.0.1", chroma_port, prefix)
+        if not self.store.exists(version):
+            raise LookupError(f"no collection {self.store.collection_name(version)!r} in Chroma")
         self.total: list[float] = []
         self.encode: list[float] = []
         self.chroma: list[float] = []
@@ -54,9 +49,7 @@ class Floor:
             t0 = time.perf_counter()
             vector = self.encoder.encode_queries([query])
             t1 = time.perf_counter()
-            self.collection.query(
-                query_embeddings=vector, n_results=self.k, include=["documents", "metadatas", "distances"]
-            )
+            self.store.query(self.version, vector[0], self.k)
             t2 = time.perf_counter()
             if record:
                 self.total.append((t2 - t0) * 1000)

@@ -179,3 +179,45 @@ def test_a_stalled_chroma_times_out_and_holds_no_lock(stalled_chroma: ChromaServ
     assert any("timed out" in str(exc) for _, exc in errors)
     os.kill(stalled_chroma.proc.pid, signal.SIGCONT)
     assert store.count("v1") == 3  # and it recovers on its own
+
+
+def test_queries_answer_as_chromadbs_client_does(make_store: Callable[..., ChromaStore]) -> None:
+    """store.query posts to Chroma's query endpoint itself (QueryTransport): same records, same
+    order, same distances as chromadb's Collection.query, with and without a filter."""
+    store = make_store()
+    rows, vectors = records(40)
+    store.collection("v1", create=True)
+    store.write("v1", rows, vectors)
+    handle = store.collection("v1")
+    for where in (None, {"i": {"$gte": 20}}):
+        for vector in vectors[:5]:
+            ours = store.query("v1", vector, 7, where)
+            theirs = handle.query(
+                query_embeddings=vector[None],
+                n_results=7,
+                where=where,
+                include=["documents", "metadatas", "distances"],
+            )
+            assert [r.id for r in ours] == theirs["ids"][0]
+            assert [r.text for r in ours] == theirs["documents"][0]  # type: ignore[index]
+            assert [r.metadata for r in ours] == theirs["metadatas"][0]  # type: ignore[index]
+            assert [r.distance for r in ours] == theirs["distances"][0]  # type: ignore[index]
+            assert all(r.metadata["i"] >= 20 for r in ours) if where else len(ours) == 7
+
+
+def test_a_query_after_chroma_restarted_reconnects(tmp_path: Path) -> None:
+    """The query transport keeps its connection open between queries; when Chroma restarted in
+    between, that connection is dead, and the next query goes out on a new one instead of failing."""
+    server = ChromaServer(tmp_path / "data", free_port())
+    server.start()
+    try:
+        store = ChromaStore(server.host, server.port, "restart")
+        rows, vectors = records(5)
+        store.collection("v1", create=True)
+        store.write("v1", rows, vectors)
+        before = [r.id for r in store.query("v1", vectors[0], 3)]
+        with server.stopped():
+            pass
+        assert [r.id for r in store.query("v1", vectors[0], 3)] == before
+    finally:
+        server.stop()

@@ -30,7 +30,7 @@ from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 from chromadb.errors import ChromaError, NotFoundError
 
-from twotower.index.chroma_client import connect
+from twotower.index.chroma_client import QueryTransport, connect
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,8 @@ class ChromaStore:
         # Called with (operation, seconds, ok) after every request to Chroma (metrics).
         self.observer: Callable[[str, float, bool], None] | None = None
         self._client: ClientAPI | None = None
+        # Queries (the search's hot path) skip chromadb's client: see QueryTransport.
+        self._queries = QueryTransport(host, port, connect_timeout_s=connect_timeout_s, timeout_s=timeout_s)
         self._lock = threading.Lock()  # guards the fields below; never held during a request
         self._handles: dict[str, Collection] = {}
         self._max_batch: int | None = None
@@ -156,9 +158,10 @@ class ChromaStore:
         except NotFoundError:
             ok = True  # an answer, not a failure of the store
             raise
-        except (httpx.HTTPError, ConnectionError) as exc:
+        except (httpx.HTTPError, ConnectionError, TimeoutError) as exc:
             self._reset(client)
-            kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "is unreachable"
+            timed_out = isinstance(exc, (httpx.TimeoutException, TimeoutError))
+            kind = "timed out" if timed_out else "is unreachable"
             raise StoreUnavailable(f"Chroma {kind} ({what}): {type(exc).__name__}: {exc}") from exc
         except ChromaError as exc:
             status = exc.code()
@@ -321,14 +324,17 @@ class ChromaStore:
         self, name: str, embedding: np.ndarray, n: int, where: dict[str, Any] | None = None
     ) -> list[Record]:
         """The `n` nearest records to `embedding`, nearest first."""
+        body = {
+            "ids": None,
+            "query_embeddings": np.ascontiguousarray(embedding, dtype=np.float32).reshape(1, -1),
+            "n_results": n,
+            "where": where or None,
+            "where_document": None,
+            "include": ["documents", "metadatas", "distances"],
+        }
 
         def run(c: Collection) -> Any:
-            return c.query(
-                query_embeddings=embedding.reshape(1, -1),
-                n_results=n,
-                where=where or None,
-                include=["documents", "metadatas", "distances"],
-            )
+            return self._queries.query(c, body)
 
         try:
             result = self._with_handle(name, "query", run)

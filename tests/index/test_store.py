@@ -20,6 +20,7 @@ from chromadb.api.models.Collection import Collection
 from tests.conftest import ChromaServer, free_port
 from twotower.index.store import (
     ChromaStore,
+    CollectionMissing,
     InvalidFilter,
     PartialWrite,
     Record,
@@ -221,3 +222,21 @@ def test_a_query_after_chroma_restarted_reconnects(tmp_path: Path) -> None:
         assert [r.id for r in store.query("v1", vectors[0], 3)] == before
     finally:
         server.stop()
+
+
+def test_a_query_on_a_stale_handle_finds_the_collection_again(make_store: Callable[..., ChromaStore]) -> None:
+    """The query transport's 404 for a replaced collection is chromadb's NotFoundError, which the
+    store answers by looking the collection up again; a dropped one is CollectionMissing."""
+    store = make_store()
+    other = ChromaStore(store.host, store.port, store.prefix)
+    rows, vectors = records(3)
+    store.collection("v1", create=True)
+    store.write("v1", rows, vectors)
+    assert [r.id for r in store.query("v1", vectors[0], 1)] == ["d0"]  # the handle is cached now
+    other.drop("v1")
+    other.collection("v1", create=True)
+    other.write("v1", rows[1:2], vectors[1:2])
+    assert [r.id for r in store.query("v1", vectors[0], 5)] == ["d1"]
+    other.drop("v1")
+    with pytest.raises(CollectionMissing):
+        store.query("v1", vectors[0], 1)

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import httpx
 import orjson
-from chromadb import errors
+from chromadb.api.base_http_client import BaseHTTPClient
 from chromadb.api.client import Client
 from chromadb.api.fastapi import FastAPI
 from chromadb.api.models.Collection import Collection
@@ -67,10 +67,10 @@ class QueryTransport:
     query service validates filters itself (twotower.limits.where_problem), and Chroma refuses what
     is still wrong.
 
-    Raises chromadb's error for an error answer it names (NotFoundError for a deleted collection,
-    InvalidArgumentError for a refused filter: what chromadb's client raises), a bare Exception
-    for any other error answer, TimeoutError when the server stalls, ConnectionError when it
-    cannot be reached or drops the connection."""
+    Raises what chromadb's client raises for an error answer (NotFoundError for a deleted
+    collection, InvalidArgumentError for a refused filter, a bare Exception for an answer it cannot
+    name), TimeoutError when the server stalls, ConnectionError when it cannot be reached or drops
+    the connection."""
 
     def __init__(self, host: str, port: int, *, connect_timeout_s: float, timeout_s: float) -> None:
         self.host, self.port = host, port
@@ -89,9 +89,7 @@ class QueryTransport:
         if conn is not None:
             try:
                 return self._send(conn, path, payload)
-            except TimeoutError:
-                raise
-            except ConnectionError:
+            except ConnectionError:  # (a TimeoutError is not one: a stalled server is not retried)
                 # The server may have closed this kept-alive connection since its last use: try a
                 # new one, once (a query changes nothing). A new connection that fails is the
                 # server's state, and says so.
@@ -111,7 +109,15 @@ class QueryTransport:
             self._drop(conn)
             raise ConnectionError(f"{type(exc).__name__}: {exc}") from exc
         if response.status >= 400:
-            raise _error(response.status, data)
+            # chromadb's own mapping of an error answer to its exceptions, so that the store sees
+            # what chromadb's client would have raised.
+            answer = httpx.Response(
+                response.status,
+                headers=response.getheaders(),
+                content=data,
+                request=httpx.Request("POST", f"http://{self.host}:{self.port}{path}"),
+            )
+            BaseHTTPClient._raise_chroma_error(answer)
         return orjson.loads(data)
 
     def _drop(self, conn: _Connection) -> None:
@@ -133,15 +139,3 @@ class _Connection(http.client.HTTPConnection):
     def connect(self) -> None:
         super().connect()  # TCP_NODELAY included
         self.sock.settimeout(self.read_timeout_s)
-
-
-def _error(status: int, data: bytes) -> Exception:
-    """The exception chromadb's client raises for this error answer (BaseHTTPClient._raise_chroma_error)."""
-    try:
-        body = orjson.loads(data)
-        kind = errors.error_types.get(body["error"]) if isinstance(body, dict) else None
-        if kind is not None:
-            return kind(body["message"])
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        pass
-    return Exception(f"HTTP {status}: {data[:500].decode(errors='replace')}")

@@ -24,9 +24,10 @@ help: ## List the targets
 # anything else); the project itself is installed without dependencies. torch is the CPU build
 # (`+cpu` in the locks): from this machine's wheel folder when it has one, else PyTorch's CPU wheels.
 TORCH_FIND_LINKS ?= $(if $(wildcard /opt/wheels/torch-*+cpu-*.whl),/opt/wheels,https://download.pytorch.org/whl/cpu/torch/)
-$(VENV)/.installed: requirements/dev.lock pyproject.toml
+$(VENV)/.installed: requirements/pip.lock requirements/dev.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (set PYTHON=...)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --require-hashes -r requirements/pip.lock
 	$(PY) -m pip install -q --require-hashes --find-links $(TORCH_FIND_LINKS) -r requirements/dev.lock
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
@@ -45,6 +46,7 @@ lock: ## Resolve requirements*.txt into the hashed lock files under requirements
 	$(UV_COMPILE) -c requirements/dev.lock requirements-train.txt -o requirements/train.lock
 	$(UV_COMPILE) -c requirements/dev.lock requirements.txt -o requirements/serve.lock
 	$(UV_COMPILE) -c requirements/dev.lock requirements/chroma.in -o requirements/chroma.lock
+	$(UV_COMPILE) requirements/pip.in -o requirements/pip.lock
 
 run: install ## Local stack: Chroma + ingest (8001) + query (8000), demo corpus loaded; Ctrl-C stops all
 	$(PY) -m deploy.local.stack --corpus "$(CORPUS)"

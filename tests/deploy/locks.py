@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-LOCKS = {name: ROOT / "requirements" / f"{name}.lock" for name in ("serve", "train", "dev", "chroma")}
+LOCKS = {name: ROOT / "requirements" / f"{name}.lock" for name in ("serve", "train", "dev", "chroma", "pip")}
 # Each lock and the input file it is resolved from (Makefile, target `lock`).
 INPUTS = {
     "serve": ROOT / "requirements.txt",
     "train": ROOT / "requirements-train.txt",
     "dev": ROOT / "requirements-dev.txt",
     "chroma": ROOT / "requirements" / "chroma.in",
+    "pip": ROOT / "requirements" / "pip.in",  # pip itself, installed before any other lock
 }
 
 

@@ -51,7 +51,8 @@ lock: ## Resolve requirements*.txt into the hashed lock files under requirements
 run: install ## Local stack: Chroma + ingest (8001) + query (8000), demo corpus loaded; Ctrl-C stops all
 	$(PY) -m deploy.local.stack --corpus "$(CORPUS)"
 
-test: install ## Fast test suite (starts its own Chroma server)
+test: install ## Fast test suite (starts its own Chroma server; installs Debian's chromium if missing)
+	tests/services/ensure-chromium.sh
 	$(PY) -m pytest
 
 test-slow: install ## Slow tests too (full corpora, training runs)

@@ -5,6 +5,7 @@ nothing that disagrees with anything else."""
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import re
 import shlex
 from pathlib import Path
@@ -187,7 +188,7 @@ def test_images_are_slim_multi_stage_locked_cpu_torch_non_root_and_offline(name:
     # pip itself first (requirements/pip.lock): venv's bundled pip mis-resolves hashed locks.
     installs = [shlex.split(a) for kw, a in steps[froms[build] : froms[build + 1]] if "--require-hashes" in a]
     assert [r[r.index("-r") + 1] for r in installs] == ["/tmp/pip.lock", f"/tmp/{role}.lock"]
-    for start, end in zip(froms, froms[1:]):
+    for start, end in itertools.pairwise(froms):
         stage = [shlex.split(a) for kw, a in steps[start:end] if "--require-hashes" in a]
         assert not stage or stage[0][stage[0].index("-r") + 1] == "/tmp/pip.lock", stage
     assert ("COPY", "--from=build /opt/venv /opt/venv") in steps[froms[-2] :]

@@ -8,8 +8,10 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "compose-test: run as root (rootful podman: sudo make compose-test)" >&2
   exit 2
 fi
-# runc: this sandbox's hybrid cgroups defeat crun; netavark + aardvark-dns: service names resolve.
-packages=(podman docker-compose debootstrap runc netavark aardvark-dns)
+# runc: this sandbox's hybrid cgroups defeat crun; netavark + aardvark-dns: service names resolve;
+# iptables: netavark sets up container networks with it (without it: "netavark: No such file or
+# directory" at the first build step that runs a container).
+packages=(podman docker-compose debootstrap runc netavark aardvark-dns iptables)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 
+from deploy.local.compose import chroma_server
 from deploy.local.supervisor import stop_group
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,20 +159,12 @@ def running_stack(
         "log_level": "warning",
     }
     with ExitStack() as stack:
+        argv, overrides = chroma_server(work_dir / "chroma", "127.0.0.1", chroma_port, executable=chroma_bin)
         chroma = stack.enter_context(
             _process(
                 "chroma",
-                [
-                    chroma_bin,
-                    "run",
-                    "--path",
-                    str(work_dir / "chroma"),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(chroma_port),
-                ],
-                dict(os.environ),
+                argv,
+                {**os.environ, **overrides},
                 f"http://127.0.0.1:{chroma_port}",
                 work_dir / "chroma.log",
             )

@@ -18,6 +18,8 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
+from deploy.local.compose import chroma_server as chroma_run
+
 ROOT = Path(__file__).resolve().parents[1]
 # SciFact in BEIR layout lives beside the project, never inside it (see ../shared/data/README.md).
 DATA_DIR = Path(os.environ.get("TWOTOWER_DATA_DIR", ROOT.parent / "shared" / "data"))
@@ -54,11 +56,11 @@ class ChromaServer:
 
     def start(self) -> None:
         chroma = shutil.which("chroma", path=str(Path(sys.executable).parent)) or "chroma"
+        # On deploy/chroma/config.yaml, as compose and the local stack run it.
+        argv, overrides = chroma_run(self.path, self.host, self.port, executable=chroma)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [chroma, "run", "--path", str(self.path), "--host", self.host, "--port", str(self.port)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                argv, env={**os.environ, **overrides}, stdout=log, stderr=subprocess.STDOUT
             )
         wait_http(f"http://{self.host}:{self.port}/api/v2/heartbeat", proc=self.proc)
 

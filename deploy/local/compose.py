@@ -10,8 +10,10 @@ ${VAR:?error}, from .env and the shell) and then mapped from container terms to 
     (the container port it publishes) becomes its local port;
   - a path inside a mounted volume (`/weights`) becomes the local directory for that volume.
 
-The Chroma service is the official image, which has no `command` here: it becomes
-`chroma run --path <data dir> --host <host> --port <port>`, the same server at the same version.
+The Chroma service is the official image, which has no `command` here: it becomes `chroma run`
+on the file mounted at its /config.yaml (deploy/chroma/config.yaml), the same server at the same
+version with the same configuration, its data directory, host and port set through Chroma's own
+environment overrides (`chroma_server`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 CHROMA_IMAGE = "chromadb/chroma"
+# The Chroma server's configuration: compose mounts it at the image's /config.yaml, k8s carries it
+# in a ConfigMap, and every local `chroma run` (make run, the tests, the benchmark) runs on it.
+CHROMA_CONFIG = ROOT / "deploy" / "chroma" / "config.yaml"
+CHROMA_CONFIG_MOUNT = "/config.yaml"
 
 # Readiness as the launcher waits for it. The query service's /readyz stays 503 until its model
 # version's collection exists (i.e. until something was ingested), so /healthz is what it waits on.
@@ -204,15 +210,39 @@ def map_environment(
     return mapped
 
 
+def chroma_server(
+    data: str | Path,
+    host: str,
+    port: int,
+    config: str | Path | None = CHROMA_CONFIG,
+    executable: str = "chroma",
+) -> tuple[list[str], dict[str, str]]:
+    """The argv and the environment of a local `chroma run`: on `config`, with the data directory,
+    host and port as Chroma's environment overrides (its CLI refuses --path, --host and --port next
+    to a config file); with no config, Chroma's defaults and those three flags."""
+    if config is None:
+        return [executable, "run", "--path", str(data), "--host", host, "--port", str(port)], {}
+    env = {"CHROMA_PERSIST_PATH": str(data), "CHROMA_LISTEN_ADDRESS": host, "CHROMA_PORT": str(port)}
+    return [executable, "run", str(config)], env
+
+
 def chroma_command(
     name: str, service: Mapping[str, Any], layout: LocalLayout, executable: str = "chroma"
-) -> list[str]:
-    """`chroma run` standing in for the official image, on the directory of its /data volume."""
-    data = volume_mounts(service).get("/data")
+) -> tuple[list[str], dict[str, str]]:
+    """`chroma run` standing in for the official image: on the file mounted at its /config.yaml
+    (none mounted: the image's own, Chroma's defaults), on the directory of its /data volume."""
+    mounts = volume_mounts(service)
+    data = mounts.get("/data")
     if data is None:
         raise ComposeError("the chroma service must mount a volume at /data (where Chroma 1.x persists)")
-    path = _local_path(data, "", layout)
-    return [executable, "run", "--path", path, "--host", layout.host, "--port", str(layout.ports[name])]
+    config = mounts.get(CHROMA_CONFIG_MOUNT)
+    return chroma_server(
+        _local_path(data, "", layout),
+        layout.host,
+        layout.ports[name],
+        None if config is None else _local_path(config, "", layout),
+        executable,
+    )
 
 
 def _is_chroma(service: Mapping[str, Any]) -> bool:
@@ -238,10 +268,12 @@ def local_services(
         url = f"http://{layout.host}:{layout.ports[name]}"
         try:
             if _is_chroma(service):
+                argv, overrides = chroma_command(name, service, layout, chroma_executable)
                 result[name] = LocalService(
                     name,
-                    chroma_command(name, service, layout, chroma_executable),
-                    environment(service, variables),  # nothing in it names a host, port or path
+                    argv,
+                    # Nothing in the compose environment names a host, port or path.
+                    {**environment(service, variables), **overrides},
                     url,
                     CHROMA_READY_PATH,
                 )

@@ -17,6 +17,8 @@ from deploy.local.compose import (
     read_dotenv,
 )
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 @pytest.mark.parametrize(
     ("text", "variables", "expected"),
@@ -70,19 +72,17 @@ def test_repository_compose_maps_to_local_processes(tmp_path: Path) -> None:
     services = local_services(layout, variables={"INGEST_API_KEY": "k", "QUERY_WORKERS": "3"})
     assert list(services) == ["chroma", "ingest", "query"]  # chroma first; the trainer is opt-in
 
+    # The official image runs `chroma run /config.yaml`; compose mounts deploy/chroma/config.yaml
+    # there, and Chroma's own variables override the data directory, host and port.
     chroma = services["chroma"]
-    assert chroma.argv == [
-        "chroma",
-        "run",
-        "--path",
-        str(tmp_path / "data" / "chroma"),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "9102",
-    ]
+    assert chroma.argv == ["chroma", "run", str(ROOT / "deploy" / "chroma" / "config.yaml")]
     assert chroma.ready_url == "http://127.0.0.1:9102/api/v2/heartbeat"
-    assert chroma.env == {"RUST_LOG": "warn"}  # the compose environment, as is
+    assert chroma.env == {
+        "RUST_LOG": "warn",  # the compose environment, as is
+        "CHROMA_PERSIST_PATH": str(tmp_path / "data" / "chroma"),
+        "CHROMA_LISTEN_ADDRESS": "127.0.0.1",
+        "CHROMA_PORT": "9102",
+    }
 
     compose = load_compose()
     for name, port in (("query", 9100), ("ingest", 9101)):

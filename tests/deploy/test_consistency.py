@@ -68,16 +68,37 @@ def test_chroma_server_is_exactly_the_pinned_client_version() -> None:
 
 def test_chroma_persists_in_data_and_checks_the_v2_heartbeat() -> None:
     # Chroma 1.x keeps its data in /data; /api/v1/heartbeat answers 410 there.
-    assert volume_mounts(SERVICES["chroma"]) == {"/data": "chroma-data"}
+    assert volume_mounts(SERVICES["chroma"]) == {
+        "/data": "chroma-data",
+        "/config.yaml": "./deploy/chroma/config.yaml",
+    }
     assert "ports" not in SERVICES["chroma"]  # not published to the host
     assert SERVICES["chroma"]["expose"] == ["8000"]
     assert "/api/v2/heartbeat" in " ".join(SERVICES["chroma"]["healthcheck"]["test"])
     chroma = k8s_container("StatefulSet", "chroma")
-    assert chroma["volumeMounts"] == [{"name": "data", "mountPath": "/data"}]
+    assert chroma["volumeMounts"] == [
+        {"name": "data", "mountPath": "/data"},
+        {"name": "config", "mountPath": "/config.yaml", "subPath": "config.yaml", "readOnly": True},
+    ]
     assert chroma["ports"][0]["containerPort"] == 8000
     for probe in ("readinessProbe", "livenessProbe"):
         assert chroma[probe]["httpGet"]["path"] == "/api/v2/heartbeat"
     assert "api/v1" not in yaml.safe_dump(COMPOSE) + yaml.safe_dump_all(K8S)  # comments aside
+
+
+def test_chroma_runs_on_one_configuration_everywhere() -> None:
+    # The official image runs `chroma run /config.yaml`: compose mounts deploy/chroma/config.yaml
+    # there, k8s the same text from a ConfigMap, and the stand-in image starts the same way.
+    text = (ROOT / "deploy" / "chroma" / "config.yaml").read_text()
+    config = yaml.safe_load(text)
+    assert config["persist_path"] == "/data"  # the volume both mount there
+    assert config["port"] == 8000 and config["listen_address"] == "0.0.0.0"
+    assert config["collections_with_segments_provider"]["cache"]["lru"]["capacity"] > 0
+    assert k8s("ConfigMap", "chroma-config")["data"]["config.yaml"] == text
+    volumes = k8s("StatefulSet", "chroma")["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "config", "configMap": {"name": "chroma-config"}} in volumes
+    standin = (ROOT / "deploy" / "podman" / "chroma.Containerfile").read_text()
+    assert 'CMD ["chroma", "run", "/config.yaml"]' in standin
 
 
 @pytest.mark.parametrize("name", ["query", "ingest", "trainer"])

@@ -18,6 +18,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
+# Renamed: `chroma_server` is the session fixture below.
 from deploy.local.compose import chroma_server as chroma_run
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -32,7 +32,7 @@ from bench.stack import Stack, running_stack
 from bench.workload import Workload, load_workload
 from services.query.config import Settings as QuerySettings
 from twotower.engine import Engine
-from twotower.engine.onnx_engine import Variant
+from twotower.engine.onnx_engine import Backend, Variant
 from twotower.registry import latest_version
 
 log = logging.getLogger("bench")
@@ -43,6 +43,8 @@ DEFAULT_CORPUS = ROOT.parent / "shared" / "data" / "scifact"
 CONFIGS: dict[str, tuple[Engine, dict[str, str]]] = {
     "torch": ("torch", {}),
     "onnx": ("onnx", {}),
+    # The default but for the documents' runtime: ONNX Runtime instead of OpenVINO.
+    "onnx documents on onnxruntime": ("onnx", {"INGEST_ONNX_BACKEND": "onnxruntime"}),
     "onnx fp32": ("onnx", {"QUERY_ONNX_VARIANT": "fp32", "INGEST_ONNX_VARIANT": "fp32"}),
     # Micro-batching is off for onnx by default (on for torch); this measures it for fp32.
     "onnx fp32 micro-batching": (
@@ -137,8 +139,19 @@ def measure(
         variant = cast(
             Variant, extra.get("QUERY_ONNX_VARIANT", QuerySettings.model_fields["onnx_variant"].default)
         )
+        backend = cast(
+            Backend, extra.get("QUERY_ONNX_BACKEND", QuerySettings.model_fields["onnx_backend"].default)
+        )
         floors[n] = Floor(
-            engine, weights, version, stacks[n].chroma_port, stacks[n].prefix, args.k, threads, variant
+            engine,
+            weights,
+            version,
+            stacks[n].chroma_port,
+            stacks[n].prefix,
+            args.k,
+            threads,
+            variant,
+            backend,
         )
         floors[n].run(queries[:10], record=False)
     # CPU seconds the query service and Chroma spend on the c=1 searches: what bounds throughput

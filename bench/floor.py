@@ -25,6 +25,7 @@ class Floor:
         k: int,
         threads: int,
         variant: Literal["fp32", "int8"] = "fp32",
+        backend: Literal["onnxruntime", "openvino"] = "onnxruntime",
     ) -> None:
         self.k, self.threads = k, threads
         self.encoder = open_encoder(
@@ -35,6 +36,7 @@ class Floor:
             towers=("query",),
             device="cpu",
             variant=variant,
+            backend=backend,
         )
         self.version = version
         self.store = ChromaStore("127.0.0.1", chroma_port, prefix)

@@ -3,7 +3,7 @@
     python -m bench.quality --data ../shared/data/scifact --variants torch,fp32,int8
 
 Encodes a BEIR folder's corpus and test queries with each variant of one published version (torch,
-onnx fp32, onnx int8), ranks by exact cosine and prints nDCG@10 / Recall@100 / MRR@10 (trec_eval
+onnx fp32, onnx int8, openvino: the fp32 graphs on OpenVINO), ranks by exact cosine and prints nDCG@10 / Recall@100 / MRR@10 (trec_eval
 definitions, `twotower.metrics`) and the smallest cosine of each variant's
 document vectors to the first variant's. The served numbers come from `make eval-served`.
 """
@@ -45,6 +45,7 @@ def evaluate(data: Path, weights: Path, version: str, variants: list[str], threa
             threads=threads,
             device="cpu",
             variant="int8" if variant == "int8" else "fp32",
+            backend="openvino" if variant == "openvino" else "onnxruntime",
         )
         started = time.perf_counter()
         docs = encoder.encode_documents(texts)
@@ -67,7 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, required=True, help="BEIR folder with a test split")
     p.add_argument("--weights-dir", type=Path, default=ROOT / "weights")
     p.add_argument("--version", help="default: LATEST")
-    p.add_argument("--variants", default="torch,fp32,int8", help="torch, fp32 (onnx), int8 (onnx)")
+    p.add_argument(
+        "--variants",
+        default="torch,fp32,int8",
+        help="torch, fp32 (onnx), int8 (onnx), openvino (onnx fp32 graphs on OpenVINO)",
+    )
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", type=Path, default=None, help="JSON (default runs/quality-<data>.json)")
     args = p.parse_args(argv)

@@ -52,7 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--chroma-port", type=int, default=8002)
     parser.add_argument("--collection-prefix", default="docs")
     # Backfilled vectors must be those the ingestion service computes for new documents: the same
-    # engine and variant by default (INGEST_ENGINE / INGEST_ONNX_VARIANT, as the services read them).
+    # engine, variant and backend by default (INGEST_ENGINE / INGEST_ONNX_VARIANT /
+    # INGEST_ONNX_BACKEND, as the services read them).
     parser.add_argument(
         "--engine",
         choices=["torch", "onnx"],
@@ -64,6 +65,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=["fp32", "int8"],
         default=os.environ.get("INGEST_ONNX_VARIANT", "fp32"),
         help="onnx graphs on CPU (default: INGEST_ONNX_VARIANT, else fp32, as the ingestion service)",
+    )
+    parser.add_argument(
+        "--onnx-backend",
+        choices=["onnxruntime", "openvino"],
+        default=os.environ.get("INGEST_ONNX_BACKEND", "openvino"),
+        help="runtime of the fp32 graphs on CPU (default: INGEST_ONNX_BACKEND, else openvino, as the "
+        "ingestion service)",
     )
     parser.add_argument("--device", default=None)
     parser.add_argument("--batch-size", type=int, default=64, help="documents embedded per step")
@@ -85,7 +93,12 @@ def rollout(args: argparse.Namespace, store: ChromaStore) -> str:
     def encoder_for(version: str) -> Encoder:
         if version not in encoders:
             encoders[version] = open_encoder(
-                roots, version, engine=args.engine, device=args.device, variant=args.onnx_variant
+                roots,
+                version,
+                engine=args.engine,
+                device=args.device,
+                variant=args.onnx_variant,
+                backend=args.onnx_backend,
             )
         return encoders[version]
 

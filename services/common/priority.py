@@ -8,6 +8,10 @@ issue 7 allows. Each thread that does model work therefore lowers its own priori
 (Linux: per-thread nice, +10) the first time it starts some; threads it creates afterwards (the
 document tower's pool) inherit it. The work still gets every idle cycle: priority only decides who
 goes first when the cores are contended.
+
+Runtimes may also start their compute threads while a model loads (OpenVINO's workers, ONNX
+Runtime's intra-op pool): models are therefore loaded in a thread of lowered priority
+(`in_background_thread`), whose children inherit it.
 """
 
 from __future__ import annotations
@@ -15,6 +19,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -33,3 +41,25 @@ def as_background_work() -> None:
         os.setpriority(os.PRIO_PROCESS, tid, min(19, current + NICENESS))
     except (AttributeError, OSError) as exc:  # not Linux, or not permitted: run as before
         log.debug("could not lower the priority of model work: %s", exc)
+
+
+def in_background_thread(work: Callable[[], T]) -> T:
+    """`work()` run in a new thread of lowered priority (as_background_work); returns its result or
+    raises its exception. For loading a model: the threads the runtime starts meanwhile inherit the
+    priority, so the model's compute never outranks the event loop."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        as_background_work()
+        try:
+            outcome["result"] = work()
+        except BaseException as exc:  # re-raised in the caller
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="model-load")
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    result: T = outcome["result"]
+    return result

@@ -54,6 +54,11 @@ class ServiceSettings(BaseSettings):
         description="onnx engine: fp32 graphs, or int8 ones (exported with every version; faster, "
         "less exact)",
     )
+    onnx_backend: Literal["onnxruntime", "openvino"] = Field(
+        default="onnxruntime",
+        description="onnx engine: the runtime of the fp32 graphs on CPU, onnxruntime or openvino "
+        "(bfloat16 where the CPU has it); int8 graphs and a GPU always run on onnxruntime",
+    )
     threads: int | None = Field(
         default=None,
         ge=1,

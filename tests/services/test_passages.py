@@ -96,10 +96,23 @@ def test_short_documents_behave_exactly_as_before(
         if h["id"] == "plain"
     )
     assert hit["highlight"] is None and hit["text"] == body["text"]
-    # The towers as the services run them by default: int8 queries, fp32 documents.
+    # The towers as the services run them by default: int8 queries, fp32 documents on OpenVINO.
     version = latest_version(base_weights)
-    queries = open_encoder([base_weights], version, engine="onnx", variant=QuerySettings().onnx_variant)
-    documents = open_encoder([base_weights], version, engine="onnx", variant=IngestSettings().onnx_variant)
+    query_settings, ingest_settings = QuerySettings(), IngestSettings()
+    queries = open_encoder(
+        [base_weights],
+        version,
+        engine="onnx",
+        variant=query_settings.onnx_variant,
+        backend=query_settings.onnx_backend,
+    )
+    documents = open_encoder(
+        [base_weights],
+        version,
+        engine="onnx",
+        variant=ingest_settings.onnx_variant,
+        backend=ingest_settings.onnx_backend,
+    )
     q = queries.encode_queries([claim])[0]
     d = documents.encode_documents([format_document(body["text"], body["title"])])[0]
     assert hit["distance"] == pytest.approx(1 - float(np.dot(q, d)), abs=1e-4)

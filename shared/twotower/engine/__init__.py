@@ -1,8 +1,9 @@
 """The two towers as a service runs them: an `Encoder` per model version, on one of two engines.
 
     torch  the model itself (`DualTowerWithFC`), on CPU or GPU; needs PyTorch
-    onnx   each tower exported as one ONNX graph at publish time, run by ONNX Runtime with the
-           Rust `tokenizers`; needs neither PyTorch nor transformers
+    onnx   each tower exported as one ONNX graph at publish time, run by ONNX Runtime (or, for
+           the fp32 graphs on CPU, OpenVINO: `backend`) with the Rust `tokenizers`; needs neither
+           PyTorch nor transformers
 
 Services, ingestion and the backfill only ever call `encode_queries` / `encode_documents` (and read
 `tokenizer` to split long documents into passages); nothing outside this package reaches inside
@@ -62,6 +63,7 @@ def open_encoder(
     threads: int | None = None,
     towers: Sequence[Tower] = TOWERS,
     variant: Literal["fp32", "int8"] = "fp32",
+    backend: Literal["onnxruntime", "openvino"] = "onnxruntime",
 ) -> Encoder:
     """The encoder of `version`, looked up in `roots` (the weights volume first, then model
     directories baked into an image). With no version, the untrained base model (torch only).
@@ -69,7 +71,8 @@ def open_encoder(
     `threads`: intra-op threads (torch: the process-wide count; onnx: per session); unset = the
     library's default. `towers`: those loaded now (onnx loads the others on first use; torch always
     holds both, they share the backbone). `variant`: onnx only, fp32 or int8 graphs (exported
-    with `--int8`); a GPU, or a version exported without int8 graphs, runs fp32."""
+    with `--int8`); a GPU, or a version exported without int8 graphs, runs fp32. `backend`: onnx
+    only, the runtime of the fp32 graphs on CPU (int8 ones and a GPU always run on onnxruntime)."""
     if engine == "torch":
         from twotower.engine.torch_engine import TorchEncoder
 
@@ -78,7 +81,7 @@ def open_encoder(
         from twotower.engine.onnx_engine import OnnxEncoder
 
         return OnnxEncoder.open(
-            roots, version, device=device, threads=threads, towers=towers, variant=variant
+            roots, version, device=device, threads=threads, towers=towers, variant=variant, backend=backend
         )
     raise ValueError(f"unknown engine {engine!r}: choose torch or onnx")
 

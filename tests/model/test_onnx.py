@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from itertools import islice
 from pathlib import Path
 
@@ -113,6 +114,24 @@ def test_openvino_runs_the_fp32_graphs_like_onnxruntime(
     assert cosines(encoder.encode_documents(claims[:8]), q[:8]).max() < 0.99  # the document head
     alone = np.vstack([encoder.encode_documents([t]) for t in abstracts[:3] + claims[:2]])
     assert cosines(alone, encoder.encode_documents(abstracts[:3] + claims[:2])).min() >= 0.9999
+    # Chunks are padded to widths in steps of 16 (OpenVINO keeps memory per input shape it ran).
+    session, widths = encoder._session("document"), []
+
+    class Recording:
+        def get_inputs(self) -> Sequence[object]:
+            return session.get_inputs()
+
+        def run(self, names: list[str], feed: dict[str, np.ndarray]) -> Sequence[object]:
+            widths.append(feed["input_ids"].shape[1])
+            return session.run(names, feed)
+
+    encoder._sessions["document"] = Recording()
+    np.testing.assert_allclose(
+        encoder.encode_documents(abstracts + claims),
+        np.vstack([d, encoder.encode_documents(claims)]),
+        atol=1e-5,
+    )
+    assert widths and all(w % 16 == 0 and w <= encoder.max_seq_length for w in widths), widths
     encoder.close()
 
 

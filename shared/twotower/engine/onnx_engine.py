@@ -184,6 +184,11 @@ class OnnxEncoder:
         self.device = "cuda" if self.providers[0] != "CPUExecutionProvider" else "cpu"
         self.variant = self._servable(variant)
         self.backend = self._runnable(backend)
+        # OpenVINO keeps kernels and buffers for every input shape it has run, so a chunk's width is
+        # rounded up to a multiple of this: 16 widths instead of 256 bound its memory (documents on
+        # 2 threads: RSS flat at 376 MB after 2,560 SciFact abstracts, against 466 MB and still
+        # growing unrounded), for 7% of its throughput. ONNX Runtime's memory stays flat unrounded.
+        self._width_step = 16 if self.backend == "openvino" else 1
         # Texts of one encode call run in chunks of this many, sorted by length so that a chunk
         # pads little. On CPU, small chunks run faster per text than big ones (activations stay in
         # cache: docs/benchmarks.md); on a GPU, big ones fill the chip.
@@ -326,7 +331,8 @@ class OnnxEncoder:
         chunks = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
 
         def run(chunk: np.ndarray) -> np.ndarray:
-            width = len(encodings[chunk[0]].ids)  # longest first
+            longest = len(encodings[chunk[0]].ids)  # longest first
+            width = min(-(-longest // self._width_step) * self._width_step, max(longest, self.max_seq_length))
             feed = {
                 name: np.full((len(chunk), width), self._pad_id if name == "input_ids" else 0, np.int64)
                 for name in INPUTS

@@ -3,9 +3,9 @@
     python -m bench.quality --data ../shared/data/scifact --variants torch,fp32,int8
 
 Encodes a BEIR folder's corpus and test queries with each variant of one published version (torch,
-onnx fp32, onnx int8, openvino: the fp32 graphs on OpenVINO), ranks by exact cosine and prints nDCG@10 / Recall@100 / MRR@10 (trec_eval
-definitions, `twotower.metrics`) and the smallest cosine of each variant's
-document vectors to the first variant's. The served numbers come from `make eval-served`.
+onnx fp32, onnx int8, openvino: the fp32 graphs on OpenVINO), ranks by exact cosine and prints
+nDCG@10 / Recall@100 / MRR@10 (trec_eval definitions, `twotower.metrics`) and the smallest cosine
+of each variant's document vectors to the first variant's. The served numbers come from `make eval-served`.
 """
 
 from __future__ import annotations

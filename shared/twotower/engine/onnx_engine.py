@@ -332,7 +332,8 @@ class OnnxEncoder:
 
         def run(chunk: np.ndarray) -> np.ndarray:
             longest = len(encodings[chunk[0]].ids)  # longest first
-            width = min(-(-longest // self._width_step) * self._width_step, max(longest, self.max_seq_length))
+            rounded = -(-longest // self._width_step) * self._width_step
+            width = max(longest, min(rounded, self.max_seq_length))  # never past the window
             feed = {
                 name: np.full((len(chunk), width), self._pad_id if name == "input_ids" else 0, np.int64)
                 for name in INPUTS

@@ -135,6 +135,35 @@ def test_openvino_runs_the_fp32_graphs_like_onnxruntime(
     encoder.close()
 
 
+def test_openvino_serves_concurrent_callers(published_base: Path) -> None:
+    """Ingestion requests encode from several threads at once; each gets its own texts' vectors."""
+    encoder = OnnxEncoder.open(
+        [published_base], latest_version(published_base), towers=("document",), backend="openvino", threads=2
+    )
+    texts = [
+        [f"caller {i}, text {j}: " + "cells divide and proteins fold " * (j + 1) for j in range(9)]
+        for i in range(4)
+    ]
+    expected = [encoder.encode_documents(t) for t in texts]
+    results: dict[int, list[np.ndarray]] = {i: [] for i in range(4)}
+
+    def work(i: int) -> None:
+        for _ in range(3):
+            results[i].append(encoder.encode_documents(texts[i]))
+
+    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "concurrent encodes did not finish"
+    for i in range(4):
+        assert len(results[i]) == 3
+        for got in results[i]:
+            np.testing.assert_allclose(got, expected[i], atol=1e-5)
+    encoder.close()
+
+
 def test_int8_graphs_and_a_gpu_run_on_onnxruntime_whatever_the_backend(
     trained: tuple[DualTowerWithFC, Path],
 ) -> None:

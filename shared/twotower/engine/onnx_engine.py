@@ -36,7 +36,6 @@ import hashlib
 import json
 import logging
 import os
-import queue
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -330,7 +329,7 @@ class OnnxEncoder:
         order = np.argsort([-len(e.ids) for e in encodings], kind="stable")
         chunks = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
 
-        def run(chunk: np.ndarray) -> np.ndarray:
+        def feed_of(chunk: np.ndarray) -> dict[str, np.ndarray]:
             longest = len(encodings[chunk[0]].ids)  # longest first
             rounded = -(-longest // self._width_step) * self._width_step
             width = max(longest, min(rounded, self.max_seq_length))  # never past the window
@@ -346,9 +345,16 @@ class OnnxEncoder:
                 feed["attention_mask"][row, :n] = e.attention_mask
                 if "token_type_ids" in feed:
                     feed["token_type_ids"][row, :n] = e.type_ids
-            return np.asarray(session.run(["embedding"], feed)[0])
+            return feed
 
-        if tower == "document" and self._parallel_chunks and len(chunks) > 1:
+        def run(chunk: np.ndarray) -> np.ndarray:
+            return np.asarray(session.run(["embedding"], feed_of(chunk))[0])
+
+        if isinstance(session, OpenVinoSession):
+            # OpenVINO runs the chunks side by side on its own threads (one infer request per
+            # stream), started and collected from this thread alone.
+            results = session.run_all("embedding", [feed_of(chunk) for chunk in chunks])
+        elif tower == "document" and self._parallel_chunks and len(chunks) > 1:
             results = list(self._chunk_pool().map(run, chunks))  # ONNX Runtime releases the GIL
         else:
             # One such run at a time per encoder: each already spreads over the session's threads,
@@ -391,9 +397,15 @@ class Session(Protocol):
 
 class OpenVinoSession:
     """One graph compiled by OpenVINO for the CPU, behind the two InferenceSession methods the
-    engine calls. `streams` infer requests may run at once (one per calling thread); OpenVINO picks
-    the precision (bfloat16 where the CPU has it natively), and its threads are not pinned to cores,
-    which the services share with Chroma and each other."""
+    engine calls, plus `run_all`. OpenVINO picks the precision (bfloat16 where the CPU has it
+    natively), and its threads are not pinned to cores, which the services share with Chroma and
+    each other.
+
+    Only one Python thread at a time calls into OpenVINO here: `streams` infer requests run side by
+    side on OpenVINO's own threads, started and collected by that one thread. (Chunks run from two
+    Python threads at once, each on its own infer request, deadlocked inside OpenVINO's Python
+    binding: a rollout's backfill stopped with both threads in `InferRequest.infer`, one holding
+    the GIL.)"""
 
     def __init__(self, path: Path, threads: int, streams: int = 1) -> None:
         try:
@@ -411,19 +423,31 @@ class OpenVinoSession:
         )
         self.precision = self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         self._inputs = [SimpleNamespace(name=port.get_any_name()) for port in self._compiled.inputs]
-        # An infer request runs one input at a time: each run borrows one.
-        self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        for _ in range(streams):
-            self._requests.put(self._compiled.create_infer_request())
+        self._requests = [self._compiled.create_infer_request() for _ in range(streams)]
+        self._lock = threading.Lock()
 
     def get_inputs(self) -> list[SimpleNamespace]:
         return self._inputs
 
     def run(self, output_names: list[str], input_feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        request = self._requests.get()
-        try:
-            results = request.infer(input_feed)
-            # The request reuses its output memory on its next run.
-            return [np.array(results[name]) for name in output_names]
-        finally:
-            self._requests.put(request)
+        return [self.run_all(name, [input_feed])[0] for name in output_names]
+
+    def run_all(self, output_name: str, feeds: Sequence[dict[str, np.ndarray]]) -> list[np.ndarray]:
+        """`output_name` for every feed, in order; up to `streams` feeds run at once."""
+        results: list[np.ndarray] = []
+        with self._lock:
+            n = len(self._requests)
+            for i, feed in enumerate(feeds):
+                request = self._requests[i % n]
+                if i >= n:  # the request's previous feed, i - n, is collected first
+                    results.append(self._collect(request, output_name))
+                request.start_async(feed)
+            for i in range(max(0, len(feeds) - n), len(feeds)):
+                results.append(self._collect(self._requests[i % n], output_name))
+        return results
+
+    @staticmethod
+    def _collect(request: Any, output_name: str) -> np.ndarray:
+        request.wait()
+        # The request reuses its output memory on its next run.
+        return np.array(request.get_tensor(output_name).data)

@@ -337,7 +337,7 @@ def test_concurrent_calls_run_the_query_graph_one_at_a_time(published_base: Path
     count = threading.Lock()
 
     class Recording:
-        def get_inputs(self) -> list[object]:
+        def get_inputs(self) -> Sequence[object]:
             return session.get_inputs()
 
         def run(self, *args: object) -> object:

@@ -236,6 +236,8 @@ class OnnxEncoder:
 
     def _runnable(self, backend: Backend) -> Backend:
         """`backend`, or onnxruntime where OpenVINO would not run the graphs (a GPU, int8 ones)."""
+        if backend not in ("onnxruntime", "openvino"):
+            raise ValueError(f"unknown onnx backend {backend!r}: choose onnxruntime or openvino")
         if backend == "openvino" and (self.device != "cpu" or self.variant != "fp32"):
             log.info(
                 "openvino runs the fp32 graphs on CPU: the %s graphs on %s run on onnxruntime",
@@ -243,8 +245,6 @@ class OnnxEncoder:
                 self.device,
             )
             return "onnxruntime"
-        if backend not in ("onnxruntime", "openvino"):
-            raise ValueError(f"unknown onnx backend {backend!r}: choose onnxruntime or openvino")
         return backend
 
     @classmethod
@@ -430,7 +430,10 @@ class OpenVinoSession:
         return self._inputs
 
     def run(self, output_names: list[str], input_feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return [self.run_all(name, [input_feed])[0] for name in output_names]
+        with self._lock:
+            request = self._requests[0]
+            request.start_async(input_feed)
+            return self._collect(request, output_names)
 
     def run_all(self, output_name: str, feeds: Sequence[dict[str, np.ndarray]]) -> list[np.ndarray]:
         """`output_name` for every feed, in order; up to `streams` feeds run at once."""
@@ -440,14 +443,14 @@ class OpenVinoSession:
             for i, feed in enumerate(feeds):
                 request = self._requests[i % n]
                 if i >= n:  # the request's previous feed, i - n, is collected first
-                    results.append(self._collect(request, output_name))
+                    results += self._collect(request, [output_name])
                 request.start_async(feed)
             for i in range(max(0, len(feeds) - n), len(feeds)):
-                results.append(self._collect(self._requests[i % n], output_name))
+                results += self._collect(self._requests[i % n], [output_name])
         return results
 
     @staticmethod
-    def _collect(request: Any, output_name: str) -> np.ndarray:
+    def _collect(request: Any, output_names: list[str]) -> list[np.ndarray]:
         request.wait()
         # The request reuses its output memory on its next run.
-        return np.array(request.get_tensor(output_name).data)
+        return [np.array(request.get_tensor(name).data) for name in output_names]

@@ -20,7 +20,8 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -47,19 +48,5 @@ def in_background_thread(work: Callable[[], T]) -> T:
     """`work()` run in a new thread of lowered priority (as_background_work); returns its result or
     raises its exception. For loading a model: the threads the runtime starts meanwhile inherit the
     priority, so the model's compute never outranks the event loop."""
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        as_background_work()
-        try:
-            outcome["result"] = work()
-        except BaseException as exc:  # re-raised in the caller
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run, name="model-load")
-    thread.start()
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    result: T = outcome["result"]
-    return result
+    with ThreadPoolExecutor(1, thread_name_prefix="model-load", initializer=as_background_work) as pool:
+        return pool.submit(work).result()

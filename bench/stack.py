@@ -133,6 +133,18 @@ def _service_env(prefix: str, settings: dict[str, str]) -> dict[str, str]:
 
 
 @contextmanager
+def running_chroma(work_dir: Path, port: int) -> Iterator[Process]:
+    """`chroma run` on deploy/chroma/config.yaml (as every stack runs it), data in
+    `work_dir`/chroma, answering its heartbeat; stopped on exit."""
+    chroma_bin = shutil.which("chroma", path=str(Path(sys.executable).parent)) or "chroma"
+    argv, overrides = chroma_server(work_dir / "chroma", "127.0.0.1", port, executable=chroma_bin)
+    url = f"http://127.0.0.1:{port}"
+    with _process("chroma", argv, {**os.environ, **overrides}, url, work_dir / "chroma.log") as chroma:
+        _wait(chroma, "/api/v2/heartbeat")
+        yield chroma
+
+
+@contextmanager
 def running_stack(
     engine: str,
     weights_dir: Path,
@@ -144,7 +156,6 @@ def running_stack(
 ) -> Iterator[Stack]:
     """Chroma, ingestion and query for `engine`, each in its own process; all stopped on exit."""
     bin_dir = Path(sys.executable).parent
-    chroma_bin = shutil.which("chroma", path=str(bin_dir)) or "chroma"
     gunicorn_bin = shutil.which("gunicorn", path=str(bin_dir)) or "gunicorn"
     work_dir.mkdir(parents=True, exist_ok=True)
     chroma_port, ingest_port, query_port = free_port(), free_port(), free_port()
@@ -159,17 +170,7 @@ def running_stack(
         "log_level": "warning",
     }
     with ExitStack() as stack:
-        argv, overrides = chroma_server(work_dir / "chroma", "127.0.0.1", chroma_port, executable=chroma_bin)
-        chroma = stack.enter_context(
-            _process(
-                "chroma",
-                argv,
-                {**os.environ, **overrides},
-                f"http://127.0.0.1:{chroma_port}",
-                work_dir / "chroma.log",
-            )
-        )
-        _wait(chroma, "/api/v2/heartbeat")
+        chroma = stack.enter_context(running_chroma(work_dir, chroma_port))
         processes = {}
         for name, port, workers in (
             ("ingest", ingest_port, ingest_workers),

@@ -16,14 +16,17 @@ import httpx
 import numpy as np
 import pytest
 from chromadb.api.models.Collection import Collection
+from chromadb.errors import InternalError
 
 from tests.conftest import ChromaServer, free_port
+from twotower.index.chroma_client import QueryTransport
 from twotower.index.store import (
     ChromaStore,
     CollectionMissing,
     InvalidFilter,
     PartialWrite,
     Record,
+    StoreFailed,
     StoreRejected,
     StoreUnavailable,
 )
@@ -240,3 +243,50 @@ def test_a_query_on_a_stale_handle_finds_the_collection_again(make_store: Callab
     other.drop("v1")
     with pytest.raises(CollectionMissing):
         store.query("v1", vectors[0], 1)
+
+
+def test_a_read_that_chroma_failed_is_sent_again(
+    make_store: Callable[..., ChromaStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chroma 1.5.9 now and then fails a query that races a write ("Error finding id", a 500);
+    the store sends a failed read again (three tries), and never a stalled one."""
+    store = make_store()
+    rows, vectors = records(5)
+    store.collection("v1", create=True)
+    store.write("v1", rows, vectors)
+    expected = store.query("v1", vectors[0], 3)
+    real_query, real_get = QueryTransport.query, Collection.get
+    calls: list[str] = []
+
+    def failing(times: int, real: Callable[..., Any], error: Exception) -> Callable[..., Any]:
+        def op(*args: Any, **kwargs: Any) -> Any:
+            calls.append(real.__name__)
+            if len(calls) <= times:
+                raise error
+            return real(*args, **kwargs)
+
+        return op
+
+    race = InternalError("Error executing plan: Internal error: Error finding id")
+    monkeypatch.setattr(QueryTransport, "query", failing(1, real_query, race))
+    assert store.query("v1", vectors[0], 3) == expected
+    assert calls == ["query", "query"]
+
+    calls.clear()
+    monkeypatch.setattr(Collection, "get", failing(2, real_get, race))
+    assert [r.id for r in store.get("v1", ids=["d1", "d2"])] == ["d1", "d2"]
+    assert calls == ["get"] * 3
+
+    calls.clear()  # failing every time: a 503 after the third try
+    monkeypatch.setattr(QueryTransport, "query", failing(99, real_query, race))
+    with pytest.raises(StoreFailed, match="Error finding id"):
+        store.query("v1", vectors[0], 3)
+    assert calls == ["query"] * 3
+    assert issubclass(StoreFailed, StoreUnavailable)
+
+    calls.clear()  # a stalled server is not asked again: the client would only wait longer
+    monkeypatch.setattr(QueryTransport, "query", failing(99, real_query, TimeoutError("timed out")))
+    with pytest.raises(StoreUnavailable) as stalled:
+        store.query("v1", vectors[0], 3)
+    assert not isinstance(stalled.value, StoreFailed)
+    assert calls == ["query"]

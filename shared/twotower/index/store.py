@@ -4,13 +4,15 @@ Every call is bounded in time (`chroma_client.TimedClient`), no lock is held whi
 the wire, and every failure becomes one of four errors:
 
     StoreUnavailable   Chroma is unreachable, stalled (timeout), or failed (5xx): a 503 for clients
+                       (StoreFailed: the 5xx case alone)
     StoreRejected      Chroma refused the data (4xx): the client's fault, a 422
     InvalidFilter      Chroma refused a `where` filter: a 422
     CollectionMissing  the collection does not exist
 
 Writes go out in chunks no larger than the server's max batch size and well under its payload limit
 (Chroma refuses requests over 40 MiB), and `PartialWrite` says which records were stored when a
-later chunk failed. Collections are named `<prefix>-<name>`; `twotower.index.documents` lays
+later chunk failed. A read that Chroma failed is sent again, twice at most (see `_read`).
+Collections are named `<prefix>-<name>`; `twotower.index.documents` lays
 documents and their passages out in them.
 """
 
@@ -38,11 +40,17 @@ MetadataValue = str | int | float | bool
 Metadata = dict[str, MetadataValue]
 # Chroma refuses requests over 40 MiB; stay far below it (JSON size is estimated, not exact).
 DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
+# Pauses before sending a read that Chroma failed (StoreFailed) again: three tries in all.
+READ_RETRY_PAUSES_S = (0.01, 0.05)
 T = TypeVar("T")
 
 
 class StoreUnavailable(Exception):  # noqa: N818 - named for what clients see
     """The Chroma server cannot be reached, timed out, or failed: a 503 for clients."""
+
+
+class StoreFailed(StoreUnavailable):
+    """Chroma answered, with a server error (a 5xx): it was neither unreachable nor stalled."""
 
 
 class StoreRejected(ValueError):  # noqa: N818
@@ -167,7 +175,8 @@ class ChromaStore:
             status = exc.code()
             if 400 <= status < 500 and status not in (408, 429):
                 raise StoreRejected(f"Chroma refused the request ({what}): {exc.message()}") from exc
-            raise StoreUnavailable(f"Chroma failed ({what}): {exc.message()}") from exc
+            failed = StoreFailed if status >= 500 else StoreUnavailable  # 408, 429: busy
+            raise failed(f"Chroma failed ({what}): {exc.message()}") from exc
         except (ValueError, TypeError) as exc:
             # chromadb validates arguments before sending them (ids, metadata, filters).
             raise StoreRejected(f"Chroma refused the request ({what}): {exc}") from exc
@@ -175,7 +184,7 @@ class ChromaStore:
             # chromadb raises a bare Exception for an error answer it cannot parse: the server failed.
             if type(exc) is not Exception:
                 raise
-            raise StoreUnavailable(f"Chroma failed ({what}): {exc}") from exc
+            raise StoreFailed(f"Chroma failed ({what}): {exc}") from exc
         finally:
             self._observe(what, started, ok)
 
@@ -274,6 +283,21 @@ class ChromaStore:
             self.forget(name)
             raise CollectionMissing(f"collection {self.collection_name(name)!r} does not exist") from exc
 
+    def _read(self, name: str, what: str, op: Callable[[Collection], T]) -> T:
+        """`_with_handle` for a read, sent again (after READ_RETRY_PAUSES_S) when Chroma failed it.
+        Chroma 1.5.9 now and then fails a query that races a write to the same collection with a
+        500, "Error executing plan: Internal error: Error finding id" (about one query in 7,000
+        under constant writes: docs/benchmarks.md, "Chroma failing a read that races a write");
+        the same read a moment later succeeds. A read changes nothing, so sending it again is safe. A timeout or an unreachable server is not retried:
+        that would only make the client wait longer for the same 503."""
+        for pause in READ_RETRY_PAUSES_S:
+            try:
+                return self._with_handle(name, what, op)
+            except StoreFailed as exc:
+                log.info("%s; sending the read again in %.2f s", exc, pause)
+                time.sleep(pause)
+        return self._with_handle(name, what, op)
+
     # -- records ---------------------------------------------------------------------------
     def chunks(self, records: Sequence[Record], dim: int) -> Iterator[range]:
         """Index ranges of `records` that fit one request: at most the server's max batch size and
@@ -337,7 +361,7 @@ class ChromaStore:
             return self._queries.query(c, body)
 
         try:
-            result = self._with_handle(name, "query", run)
+            result = self._read(name, "query", run)
         except StoreRejected as exc:
             if where:
                 raise InvalidFilter(str(exc)) from exc
@@ -366,7 +390,7 @@ class ChromaStore:
         def run(c: Collection) -> Any:
             return c.get(ids=list(ids) if ids is not None else None, where=where or None, include=include)
 
-        page = self._with_handle(name, "get", run)
+        page = self._read(name, "get", run)
         docs = page.get("documents") or [None] * len(page["ids"])
         metas = page.get("metadatas") or [None] * len(page["ids"])
         return [Record(i, docs[n] or "", dict(metas[n] or {})) for n, i in enumerate(page["ids"])]
@@ -374,7 +398,7 @@ class ChromaStore:
     def ids(self, name: str) -> list[str]:
         """Every id in the collection, in one request (a consistent snapshot, unlike paging by
         offset while others write)."""
-        return list(self._with_handle(name, "get ids", lambda c: c.get(include=[]))["ids"])
+        return list(self._read(name, "get ids", lambda c: c.get(include=[]))["ids"])
 
     def delete(
         self, name: str, ids: Sequence[str] | None = None, where: dict[str, Any] | None = None
@@ -386,4 +410,4 @@ class ChromaStore:
         )
 
     def count(self, name: str) -> int:
-        return int(self._with_handle(name, "count", lambda c: c.count()))
+        return int(self._read(name, "count", lambda c: c.count()))

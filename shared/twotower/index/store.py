@@ -12,8 +12,8 @@ the wire, and every failure becomes one of four errors:
 Writes go out in chunks no larger than the server's max batch size and well under its payload limit
 (Chroma refuses requests over 40 MiB), and `PartialWrite` says which records were stored when a
 later chunk failed. A read that Chroma failed is sent again, twice at most (see `_read`).
-Collections are named `<prefix>-<name>`; `twotower.index.documents` lays
-documents and their passages out in them.
+Collections are named `<prefix>-<name>`; `twotower.index.documents` lays documents and their
+passages out in them.
 """
 
 from __future__ import annotations
@@ -288,8 +288,9 @@ class ChromaStore:
         Chroma 1.5.9 now and then fails a query that races a write to the same collection with a
         500, "Error executing plan: Internal error: Error finding id" (about one query in 7,000
         under constant writes: docs/benchmarks.md, "Chroma failing a read that races a write");
-        the same read a moment later succeeds. A read changes nothing, so sending it again is safe. A timeout or an unreachable server is not retried:
-        that would only make the client wait longer for the same 503."""
+        the same read a moment later succeeds. A read changes nothing, so sending it again is
+        safe. A timeout or an unreachable server is not retried: that would only make the client
+        wait longer for the same 503."""
         for pause in READ_RETRY_PAUSES_S:
             try:
                 return self._with_handle(name, what, op)

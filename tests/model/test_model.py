@@ -12,8 +12,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import twotower
+from tests.model.heads import with_moved_heads
 from twotower import ArtifactError, DualTowerWithFC, ModelConfig
-from twotower.beir import load_queries
+from twotower.beir import load_corpus, load_queries
+from twotower.engine.torch_engine import TorchEncoder
 
 QUERIES = ["how do vaccines trigger immunity", "python list comprehension", "effects of sleep on memory"]
 DOCS = [
@@ -179,3 +181,23 @@ def test_base_model_setting_accepts_local_paths_and_rejects_missing_packages(tmp
     assert resolve_base_model("sentence-transformers/multi-qa-MiniLM-L6-cos-v1").startswith("sentence")
     with pytest.raises(ValueError, match="not installed"):
         resolve_base_model("pkg:no_such_model_package")
+
+
+def test_the_torch_engines_direct_path_computes_what_encode_does(scifact_dir: Path) -> None:
+    """`TorchEncoder.direct` (the Rust tokenizer and the towers run by hand: the default on a GPU,
+    where it is all `make bench-gpu` can measure) gives the vectors `DualTowerWithFC.encode_*`
+    gives, on heads far from the identity, long abstracts (truncated) and short claims alike."""
+    trained = with_moved_heads(seed=3)
+    corpus = load_corpus(scifact_dir)
+    abstracts = [twotower.format_document(d.text, d.title) for d in islice(corpus.values(), 40)]
+    claims = list(islice(load_queries(scifact_dir).values(), 40))
+    direct, through_encode = TorchEncoder(trained, direct=True), TorchEncoder(trained, direct=False)
+    direct.batch_size = 16  # several chunks, each padded to its own longest text
+    assert direct.direct and not through_encode.direct
+    for texts, encode in ((abstracts, "encode_documents"), (claims, "encode_queries")):
+        got, want = getattr(direct, encode)(texts), getattr(through_encode, encode)(texts)
+        assert got.dtype == np.float32 and got.shape == (40, 384)
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    assert direct.encode_queries([]).shape == (0, 384)
+    alone = np.vstack([direct.encode_documents([t]) for t in abstracts[:3]])
+    np.testing.assert_allclose(alone, direct.encode_documents(abstracts[:3]), atol=1e-5)

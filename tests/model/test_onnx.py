@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-import torch
 
 import twotower
+from tests.model.heads import with_moved_heads
 from twotower import ArtifactError, DualTowerWithFC
 from twotower.beir import load_queries
 from twotower.corpus import open_corpus
@@ -33,12 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[DualTowerWithFC, Path]:
     """A model whose heads are far from the identity, published without ONNX and then exported by
     the CLI, as an operator exports a version published before the ONNX engine existed."""
-    model = DualTowerWithFC(device="cpu")
-    generator = torch.Generator().manual_seed(7)
-    with torch.no_grad():
-        for head in (model.query_head, model.doc_head):
-            for param in head.parameters():
-                param.add_(torch.randn(param.shape, generator=generator) * 0.05)
+    model = with_moved_heads(seed=7)
     root = tmp_path_factory.mktemp("trained")
     version = twotower.publish(model, root, onnx=False)
     assert not has_onnx(root / version)

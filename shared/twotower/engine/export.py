@@ -33,8 +33,8 @@ from torch import nn
 
 from twotower.artifacts import load, model_version, publish
 from twotower.config import PACKAGED_BASE_MODEL, ModelConfig
+from twotower.engine.batching import INPUTS
 from twotower.engine.onnx_engine import (
-    INPUTS,
     INT8_RECIPE,
     MANIFEST_FILE,
     ONNX_DIR,
@@ -266,10 +266,13 @@ def export_published(
     return export_onnx(load(directory, device="cpu"), directory, int8=int8)
 
 
-def publish_base(out: str | Path, base_model: str = PACKAGED_BASE_MODEL, *, int8: bool = True) -> str:
-    """Publish the untrained model on `base_model` (towers = the base embedding) with its ONNX export."""
+def publish_base(
+    out: str | Path, base_model: str = PACKAGED_BASE_MODEL, *, onnx: bool = True, int8: bool = True
+) -> str:
+    """Publish the untrained model on `base_model` (towers = the base embedding), with its ONNX
+    export unless `onnx=False`."""
     model = DualTowerWithFC(ModelConfig(base_model=base_model), device="cpu")
-    return publish(model, out, {"base": True}, onnx=True, int8=int8)
+    return publish(model, out, {"base": True}, onnx=onnx, int8=int8)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

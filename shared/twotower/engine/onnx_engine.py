@@ -48,6 +48,7 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from twotower.engine import TOWERS, Engine, Tower
+from twotower.engine.batching import length_sorted_chunks, pack
 from twotower.registry import ArtifactError, find_version, read_config
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,6 @@ ONNX_FORMAT = "twotower-onnx/1"
 TOKENIZER_FILE = "tokenizer.json"
 Variant = Literal["fp32", "int8"]
 Backend = Literal["onnxruntime", "openvino"]
-INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # How the int8 graphs were quantized (twotower.engine.export._quantize), in the manifest: 1 = every
 # weight MatMul int8; 2 = the first three layers' feed-forward down-projections kept fp32.
 INT8_RECIPE = 2
@@ -326,26 +326,13 @@ class OnnxEncoder:
         session = self._session(tower)
         wanted = {i.name for i in session.get_inputs()}
         encodings = self._encoding.encode_batch(list(texts))
-        order = np.argsort([-len(e.ids) for e in encodings], kind="stable")
-        chunks = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        chunks = length_sorted_chunks(encodings, self.batch_size)
 
         def feed_of(chunk: np.ndarray) -> dict[str, np.ndarray]:
             longest = len(encodings[chunk[0]].ids)  # longest first
             rounded = -(-longest // self._width_step) * self._width_step
             width = max(longest, min(rounded, self.max_seq_length))  # never past the window
-            feed = {
-                name: np.full((len(chunk), width), self._pad_id if name == "input_ids" else 0, np.int64)
-                for name in INPUTS
-                if name in wanted
-            }
-            for row, i in enumerate(chunk):
-                e = encodings[i]
-                n = len(e.ids)
-                feed["input_ids"][row, :n] = e.ids
-                feed["attention_mask"][row, :n] = e.attention_mask
-                if "token_type_ids" in feed:
-                    feed["token_type_ids"][row, :n] = e.type_ids
-            return feed
+            return pack(encodings, chunk, names=wanted, pad_id=self._pad_id, width=width)
 
         def run(chunk: np.ndarray) -> np.ndarray:
             return np.asarray(session.run(["embedding"], feed_of(chunk))[0])

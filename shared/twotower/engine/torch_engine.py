@@ -49,10 +49,8 @@ class TorchEncoder:
         # abstracts took on an H200. The default on a GPU; on CPU the forward pass dominates.
         self.direct = (gpu if direct is None else direct) and _plain_mean_pooling(model)
         if self.direct:
-            encoding = Tokenizer.from_str(model.backbone.tokenizer.backend_tokenizer.to_str())
-            encoding.no_padding()
-            encoding.enable_truncation(self.max_seq_length)
-            self._encoding = encoding
+            self._encoding = offsets_tokenizer(model)  # a copy of its own, configured once here
+            self._encoding.enable_truncation(self.max_seq_length)
             self._pad_id = int(model.backbone.tokenizer.pad_token_id or 0)
             self._inputs = [n for n in INPUTS if n in model.backbone.tokenizer.model_input_names]
         # Hugging Face fast tokenizers are not safe to call from several threads at once ("Already

@@ -361,3 +361,31 @@ def test_concurrent_calls_run_the_query_graph_one_at_a_time(published_base: Path
         t.join()
     encoder.close()
     assert most == 1
+
+
+def test_a_backbone_the_towers_cannot_run_by_hand_is_refused_by_export_and_encoded_by_torch(
+    tmp_path: Path,
+) -> None:
+    """A module after the pooling other than Normalize (here a Dense layer) is not what `TowerGraph`
+    and the torch engine's direct path compute: export refuses it by name, and the torch engine
+    encodes it through sentence-transformers even when asked for the direct path."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Dense
+
+    from twotower.engine.export import export_onnx
+    from twotower.engine.torch_engine import TorchEncoder, unsupported_backbone
+
+    base = DualTowerWithFC(device="cpu")
+    assert unsupported_backbone(base) is None
+    dense = SentenceTransformer(modules=[base.backbone[0], base.backbone[1], Dense(384, 384)], device="cpu")
+    model = DualTowerWithFC(base.config, backbone=dense, device="cpu")
+    assert "Dense" in (unsupported_backbone(model) or "")
+    version = twotower.publish(model, tmp_path, onnx=False)
+    with pytest.raises(ArtifactError, match=r"not \['Transformer', 'Pooling', 'Dense'\]"):
+        export_onnx(model, tmp_path / version)
+    assert not has_onnx(tmp_path / version)
+    encoder = TorchEncoder(model, direct=True)
+    assert not encoder.direct
+    np.testing.assert_allclose(
+        encoder.encode_queries(["sleep and memory"]), model.encode_queries(["sleep and memory"]), atol=1e-6
+    )

@@ -28,7 +28,6 @@ from typing import Any, cast
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from twotower.artifacts import load, model_version, publish
@@ -46,7 +45,7 @@ from twotower.engine.onnx_engine import (
     sha256_file,
     tower_file,
 )
-from twotower.engine.torch_engine import offsets_tokenizer
+from twotower.engine.torch_engine import mean_pooled, offsets_tokenizer, unsupported_backbone
 from twotower.model import DualTowerWithFC, TowerHead
 from twotower.registry import ArtifactError, find_version, latest_version, read_config
 
@@ -79,19 +78,7 @@ class TowerGraph(nn.Module):
         hidden = self.transformer(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
         ).last_hidden_state
-        # sentence-transformers' mean pooling: padded positions excluded.
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-        return self.head(F.normalize(pooled, dim=-1))
-
-
-def _check_backbone(model: DualTowerWithFC) -> None:
-    modules = [type(m).__name__ for m in model.backbone]
-    pooling = getattr(model.backbone[1], "pooling_mode", None) if len(model.backbone) > 1 else None
-    if modules[:2] != ["Transformer", "Pooling"] or pooling != "mean":
-        raise ArtifactError(
-            f"ONNX export supports a Transformer + mean Pooling backbone, not {modules} ({pooling})"
-        )
+        return self.head(mean_pooled(hidden, attention_mask))
 
 
 def _export_tower(model: DualTowerWithFC, head: TowerHead, path: Path) -> None:
@@ -223,7 +210,10 @@ def export_onnx(model: DualTowerWithFC, version_dir: str | Path, *, int8: bool =
     version = read_config(version_dir)["version"]
     if model_version(model) != version:
         raise ArtifactError(f"{version_dir}: the model given is not version {version}")
-    _check_backbone(model)
+    if unsupported := unsupported_backbone(model):
+        raise ArtifactError(
+            f"ONNX export supports a Transformer + mean Pooling (+ Normalize) backbone, not {unsupported}"
+        )
     # Exported from a CPU copy: the graph is the same on every device, and the caller's model
     # (maybe on a GPU, maybe still training) is left alone.
     cpu_model = copy.deepcopy(model).to("cpu").eval()

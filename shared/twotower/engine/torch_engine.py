@@ -47,7 +47,7 @@ class TorchEncoder:
         # and run the transformer, mean pooling and head here, instead of sentence-transformers'
         # `encode`, whose tokenizing through transformers took 1.7 of the 2.1 s that 5,183 SciFact
         # abstracts took on an H200. The default on a GPU; on CPU the forward pass dominates.
-        self.direct = (gpu if direct is None else direct) and _plain_mean_pooling(model)
+        self.direct = (gpu if direct is None else direct) and unsupported_backbone(model) is None
         if self.direct:
             self._encoding = offsets_tokenizer(model)  # a copy of its own, configured once here
             self._encoding.enable_truncation(self.max_seq_length)
@@ -120,9 +120,8 @@ class TorchEncoder:
             inputs = {name: torch.from_numpy(a).to(self.device) for name, a in feed.items()}
             with self._precision(half):
                 hidden = transformer(**inputs).last_hidden_state
-            mask = inputs["attention_mask"].unsqueeze(-1).to(torch.float32)
-            pooled = (hidden.float() * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-            out[chunk] = head(F.normalize(pooled, dim=-1)).float().cpu().numpy()
+            # Pooled in fp32 (the transformer's output is fp16 under autocast).
+            out[chunk] = head(mean_pooled(hidden.float(), inputs["attention_mask"])).float().cpu().numpy()
         return out
 
     def close(self) -> None:
@@ -133,13 +132,22 @@ class TorchEncoder:
             torch.cuda.empty_cache()
 
 
-def _plain_mean_pooling(model: DualTowerWithFC) -> bool:
-    """Whether the backbone is a transformer and mean pooling (then an optional Normalize, which the
-    towers apply anyway): what `_encode_direct` computes. Anything else runs through `encode`."""
+def unsupported_backbone(model: DualTowerWithFC) -> str | None:
+    """None when the backbone is a transformer and mean pooling (then an optional Normalize, which
+    the towers apply anyway), the one shape the towers are run by hand in (`TowerGraph` for the ONNX
+    export, `TorchEncoder.direct`); else what it is instead, for a message."""
     modules = [type(m).__name__ for m in model.backbone]
     pooling = getattr(model.backbone[1], "pooling_mode", None) if len(modules) > 1 else None
-    rest = modules[2:]
-    return modules[:2] == ["Transformer", "Pooling"] and pooling == "mean" and rest in ([], ["Normalize"])
+    if modules[:2] == ["Transformer", "Pooling"] and pooling == "mean" and modules[2:] in ([], ["Normalize"]):
+        return None
+    return f"{modules} (pooling {pooling})"
+
+
+def mean_pooled(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """sentence-transformers' mean pooling (padded positions excluded), at unit length: what the
+    backbone's Pooling and Normalize compute from the transformer's last hidden state."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return F.normalize((hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9), dim=-1)
 
 
 def offsets_tokenizer(model: DualTowerWithFC) -> Tokenizer:

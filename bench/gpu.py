@@ -4,9 +4,10 @@ Reports SciFact abstracts/s through `Encoder.encode_documents` (what ingestion c
 of `--request-size` documents), single-query latency through `encode_queries`, and the cosine of
 every GPU vector to the fp32 CPU vector of the same text (must be >= 0.999). Engines: torch on
 CUDA as the services run it there (Rust tokenizer, documents in fp16 autocast in batches of 256,
-queries in fp32) and, for comparison, the same in fp32 and the same through sentence-transformers'
-`encode()`; onnx on CUDA when this onnxruntime has the CUDA provider. Sized to finish within 5 minutes on one
-H100. Without a GPU it says so and exits 0 (the test suite runs it that way).
+queries in fp32 through CUDA graphs) and, for comparison, the same with queries run eagerly, the
+same in fp32 and the same through sentence-transformers' `encode()`; onnx on CUDA when this
+onnxruntime has the CUDA provider. Sized to finish within 5 minutes on one H100. Without a GPU it
+says so and exits 0 (the test suite runs it that way).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = ROOT.parent / "shared" / "data" / "scifact"
 MIN_COSINE = 0.999
-SERVED = "torch, as served (documents fp16 on CUDA, queries fp32)"
+SERVED = "torch, as served (documents fp16 on CUDA, queries fp32 replaying CUDA graphs)"
+EAGER_QUERIES = "torch, as served but queries run eagerly (no CUDA graphs)"
 # What the torch engine ran before it tokenized with the Rust tokenizer itself (`TorchEncoder.direct`).
 SENTENCE_TRANSFORMERS = "torch through sentence-transformers encode() (documents fp16 on CUDA)"
 log = logging.getLogger("bench.gpu")
@@ -96,16 +98,19 @@ def _measure(
     # and 6,274 on the next; docs/benchmarks.md).
     _synchronize(device)
     first_seconds, _ = _ingest(encoder, docs, request_size)
+    first_queries = []  # the first query of each shape captures its CUDA graph
     for q in queries:
+        t0 = time.perf_counter()
         encoder.encode_queries([q])
+        first_queries.append((time.perf_counter() - t0) * 1000)
     _synchronize(device)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     seconds, vectors = _ingest(encoder, docs, request_size)
-    latencies = []
+    latencies, query_vectors = [], []
     for q in queries:
         t0 = time.perf_counter()
-        encoder.encode_queries([q])
+        query_vectors.append(encoder.encode_queries([q]))
         latencies.append((time.perf_counter() - t0) * 1000)
     peak: dict[str, Any] = {}
     if cuda:
@@ -117,7 +122,10 @@ def _measure(
         "docs_per_s_first_pass": round(len(docs) / first_seconds, 1),
         "query_p50_ms": round(float(np.percentile(latencies, 50)), 2),
         "query_p99_ms": round(float(np.percentile(latencies, 99)), 2),
+        "query_first_pass_max_ms": round(max(first_queries, default=0.0), 1),
+        "query_graph_shapes": [list(s) for s in getattr(encoder, "captured_shapes", [])],
         "_documents": vectors,
+        "_queries": np.vstack(query_vectors),  # one at a time, as a search encodes them
     }
 
 
@@ -161,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     cpu.close()
 
     results: dict[str, Any] = {"gpu": gpu, "version": version, "documents": len(docs), "runs": {}}
-    names = [SERVED, "torch fp32", SENTENCE_TRANSFORMERS]
+    names = [SERVED, EAGER_QUERIES, "torch fp32", SENTENCE_TRANSFORMERS]
     if onnx_skipped is None:
         names.append("onnx fp32")
     else:
@@ -174,11 +182,12 @@ def main(argv: list[str] | None = None) -> int:
             assert isinstance(encoder, TorchEncoder)
             if name == "torch fp32":
                 encoder.half = False
+            if name == EAGER_QUERIES:
+                encoder.graphs = False
             if name == SENTENCE_TRANSFORMERS:
-                encoder.direct = False
+                encoder.direct = encoder.graphs = False
         run = _measure(encoder, docs, queries, args.request_size, device)
-        gpu_docs = run.pop("_documents")[: len(reference)]
-        gpu_queries = encoder.encode_queries(queries)
+        gpu_docs, gpu_queries = run.pop("_documents")[: len(reference)], run.pop("_queries")
         run["min_cosine_documents"] = round(float((gpu_docs * ref_docs).sum(axis=1).min()), 5)
         run["min_cosine_queries"] = round(float((gpu_queries * ref_queries).sum(axis=1).min()), 5)
         run["cosine_ok"] = min(run["min_cosine_documents"], run["min_cosine_queries"]) >= MIN_COSINE

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.gpu import SENTENCE_TRANSFORMERS, SERVED, gpu_available, main
+from bench.gpu import EAGER_QUERIES, SENTENCE_TRANSFORMERS, SERVED, gpu_available, main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,7 +33,8 @@ def test_the_measuring_code_runs_on_the_cpu(published_base: Path, scifact_dir: P
     report = json.loads(out.read_text())
     assert report["documents"] == 12
     runs = report["runs"]
-    assert set(runs) == {SERVED, "torch fp32", SENTENCE_TRANSFORMERS, "onnx fp32"}
+    assert set(runs) == {SERVED, EAGER_QUERIES, "torch fp32", SENTENCE_TRANSFORMERS, "onnx fp32"}
     for run in runs.values():
         assert run["cosine_ok"] and run["min_cosine_documents"] >= 0.999, run
         assert run["docs_per_s"] > 0 and run["query_p50_ms"] > 0
+    assert runs[SERVED]["query_graph_shapes"] == []  # CUDA graphs only on a GPU

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from itertools import islice
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import twotower
 from tests.model.heads import with_moved_heads
 from twotower import ArtifactError, DualTowerWithFC, ModelConfig
 from twotower.beir import load_corpus, load_queries
+from twotower.engine import torch_engine
 from twotower.engine.torch_engine import TorchEncoder
 
 QUERIES = ["how do vaccines trigger immunity", "python list comprehension", "effects of sleep on memory"]
@@ -201,3 +203,59 @@ def test_the_torch_engines_direct_path_computes_what_encode_does(scifact_dir: Pa
     assert direct.encode_queries([]).shape == (0, 384)
     alone = np.vstack([direct.encode_documents([t]) for t in abstracts[:3]])
     np.testing.assert_allclose(alone, direct.encode_documents(abstracts[:3]), atol=1e-5)
+
+
+class _EagerReplay:
+    """`CapturedTower` without CUDA: runs the forward pass it was given on each feed, so that on a
+    CPU everything around the graph (shapes, padding, which batches replay) runs as on a GPU."""
+
+    def __init__(
+        self,
+        forward: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+        example: dict[str, np.ndarray],
+        device: str,
+    ) -> None:
+        self.forward, self.shapes = forward, {name: a.shape for name, a in example.items()}
+
+    def __call__(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        assert {name: a.shape for name, a in feed.items()} == self.shapes  # a graph's shapes are fixed
+        return self.forward({name: torch.from_numpy(a) for name, a in feed.items()}).numpy()
+
+
+class _FailingCapture:
+    def __init__(self, *args: object) -> None:
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+
+def test_queries_padded_to_a_captured_graphs_shape_get_the_vectors_they_get_alone(
+    scifact_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a GPU the query tower replays CUDA graphs captured at fixed shapes, so a batch is padded
+    to the nearest shape: more tokens (masked) and more rows (copies). The vectors must not move;
+    batches too big for a graph, and a capture that fails, run eagerly."""
+    trained = with_moved_heads(seed=5)
+    claims = list(islice(load_queries(scifact_dir).values(), 11))
+    eager = TorchEncoder(trained, direct=True)
+    want = eager.encode_queries(claims)
+    monkeypatch.setattr(torch_engine, "CapturedTower", _EagerReplay)
+    graphed = TorchEncoder(trained, direct=True)
+    assert not graphed.graphs  # off on a CPU; turned on here to run the padding around the graphs
+    graphed.graphs = True
+    for batch in ([claims[0]], claims[:3], claims[3:8]):
+        np.testing.assert_allclose(graphed.encode_queries(batch), eager.encode_queries(batch), atol=1e-5)
+    np.testing.assert_allclose(graphed.encode_queries(claims), want, atol=1e-5)  # 11 rows: eagerly
+    long_query = " ".join(claims) * 2  # over 128 tokens: eagerly
+    np.testing.assert_allclose(
+        graphed.encode_queries([long_query]), eager.encode_queries([long_query]), atol=1e-5
+    )
+    # claims[0] has 15 tokens, claims[:3] at most 16 and claims[3:8] at most 28 (with [CLS], [SEP])
+    assert graphed.captured_shapes == [(1, 16), (4, 16), (8, 32)]
+    assert torch_engine.graph_shape(9, 10) is None and torch_engine.graph_shape(1, 129) is None
+
+    monkeypatch.setattr(torch_engine, "CapturedTower", _FailingCapture)
+    failing = TorchEncoder(trained, direct=True)
+    failing.graphs = True
+    np.testing.assert_allclose(
+        failing.encode_queries(claims[:3]), eager.encode_queries(claims[:3]), atol=1e-5
+    )
+    assert not failing.graphs and failing.captured_shapes == []

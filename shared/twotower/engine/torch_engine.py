@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import cast
@@ -24,12 +24,24 @@ from twotower.registry import find_version
 
 log = logging.getLogger(__name__)
 
+# The shapes the query tower is captured at as CUDA graphs (batch of texts, tokens per text): a batch
+# is padded up to the nearest (repeating its rows, masking the extra tokens); a bigger one runs
+# eagerly. Micro-batching makes batches of a few queries; few queries pass 128 tokens.
+GRAPH_BATCHES = (1, 2, 4, 8)
+GRAPH_WIDTHS = (16, 32, 64, 128)
+Forward = Callable[[dict[str, torch.Tensor]], torch.Tensor]
+
 
 class TorchEncoder:
     engine: Engine = "torch"
 
     def __init__(
-        self, model: DualTowerWithFC, version: str | None = None, *, direct: bool | None = None
+        self,
+        model: DualTowerWithFC,
+        version: str | None = None,
+        *,
+        direct: bool | None = None,
+        graphs: bool | None = None,
     ) -> None:
         self._model: DualTowerWithFC | None = model
         self.version = version or model_version(model)
@@ -53,6 +65,13 @@ class TorchEncoder:
             self._encoding.enable_truncation(self.max_seq_length)
             self._pad_id = int(model.backbone.tokenizer.pad_token_id or 0)
             self._inputs = [n for n in INPUTS if n in model.backbone.tokenizer.model_input_names]
+        # `graphs`: on a GPU, queries replay CUDA graphs of the query tower, one per shape in
+        # GRAPH_BATCHES x GRAPH_WIDTHS, captured on first use: a short query is bound by launching
+        # the transformer's kernels one by one from Python, which a replay does at once
+        # (docs/benchmarks.md, "On a GPU"). Only on the direct path; a capture that fails turns
+        # them off (logged) and queries run eagerly.
+        self.graphs = self.direct and gpu and (graphs is None or graphs)
+        self._captured: dict[tuple[int, int], CapturedTower] = {}
         # Hugging Face fast tokenizers are not safe to call from several threads at once ("Already
         # borrowed"), and services call from a thread pool: one encode at a time per encoder.
         self._lock = threading.Lock()
@@ -94,7 +113,7 @@ class TorchEncoder:
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         with self._lock:
             if self.direct:
-                return self._encode_direct(texts, self.model.query_head, half=False)
+                return self._encode_direct(texts, self.model.query_head, half=False, graphs=self.graphs)
             return self.model.encode_queries(texts, batch_size=self.batch_size)
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
@@ -104,32 +123,110 @@ class TorchEncoder:
             with self._precision(self.half):
                 return self.model.encode_documents(texts, batch_size=self.batch_size)
 
-    @torch.inference_mode()
-    def _encode_direct(self, texts: Sequence[str], head: TowerHead, half: bool) -> np.ndarray:
-        """What `DualTowerWithFC.encode_*` computes (the backbone's transformer, mean pooling over
-        the attention mask, normalize, the head), fed by the Rust tokenizer."""
-        model = self.model
-        model.eval()
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        if not texts:
-            return out
-        transformer = cast(torch.nn.Module, model.backbone[0].auto_model)
-        encodings = self._encoding.encode_batch(list(texts))
-        for chunk in length_sorted_chunks(encodings, self.batch_size):
-            feed = pack(encodings, chunk, names=self._inputs, pad_id=self._pad_id)
-            inputs = {name: torch.from_numpy(a).to(self.device) for name, a in feed.items()}
+    @property
+    def captured_shapes(self) -> list[tuple[int, int]]:
+        """The (batch, tokens) shapes the query tower has been captured at so far."""
+        return sorted(self._captured)
+
+    def forward(self, head: TowerHead, half: bool = False) -> Forward:
+        """One tower on tokenized, padded inputs already on the device: what
+        `DualTowerWithFC.encode_*` computes from the backbone's transformer on (mean pooling over
+        the attention mask, normalize, the head)."""
+        transformer = cast(torch.nn.Module, self.model.backbone[0].auto_model)
+
+        def forward(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
             with self._precision(half):
                 hidden = transformer(**inputs).last_hidden_state
             # Pooled in fp32 (the transformer's output is fp16 under autocast).
-            out[chunk] = head(mean_pooled(hidden.float(), inputs["attention_mask"])).float().cpu().numpy()
+            return head(mean_pooled(hidden.float(), inputs["attention_mask"])).float()
+
+        return forward
+
+    @torch.inference_mode()
+    def _encode_direct(
+        self, texts: Sequence[str], head: TowerHead, half: bool, graphs: bool = False
+    ) -> np.ndarray:
+        """The tower run here, fed by the Rust tokenizer; with `graphs`, batches that fit a
+        captured shape replay its CUDA graph."""
+        self.model.eval()
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        forward = self.forward(head, half)
+        encodings = self._encoding.encode_batch(list(texts))
+        for chunk in length_sorted_chunks(encodings, self.batch_size):
+            shape = graph_shape(len(chunk), len(encodings[chunk[0]].ids)) if self.graphs and graphs else None
+            if shape is not None:
+                rows = np.resize(chunk, shape[0])  # the batch filled up with copies of its own rows
+                feed = pack(encodings, rows, names=self._inputs, pad_id=self._pad_id, width=shape[1])
+                vectors = self._replay(shape, forward, feed)
+                if vectors is not None:
+                    out[chunk] = vectors[: len(chunk)]
+                    continue
+            feed = pack(encodings, chunk, names=self._inputs, pad_id=self._pad_id)
+            inputs = {name: torch.from_numpy(a).to(self.device) for name, a in feed.items()}
+            out[chunk] = forward(inputs).cpu().numpy()
         return out
+
+    def _replay(
+        self, shape: tuple[int, int], forward: Forward, feed: dict[str, np.ndarray]
+    ) -> np.ndarray | None:
+        """The query tower's vectors for `feed` from the graph of `shape` (captured now if it is
+        new); None if capturing failed, and graphs are off from then on."""
+        captured = self._captured.get(shape)
+        if captured is None:
+            try:
+                captured = self._captured[shape] = CapturedTower(forward, feed, self.device)
+            except RuntimeError:
+                log.warning(
+                    "capturing the query tower as a CUDA graph failed: queries run eagerly", exc_info=True
+                )
+                self.graphs = False
+                self._captured.clear()
+                return None
+        return captured(feed)
 
     def close(self) -> None:
         with self._lock:
             self._model = None
+            self._captured.clear()
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def graph_shape(batch: int, tokens: int) -> tuple[int, int] | None:
+    """The smallest captured shape (GRAPH_BATCHES x GRAPH_WIDTHS) that holds `batch` texts of at
+    most `tokens` tokens, or None: too big for a graph."""
+    rows = next((b for b in GRAPH_BATCHES if b >= batch), None)
+    width = next((w for w in GRAPH_WIDTHS if w >= tokens), None)
+    return None if rows is None or width is None else (rows, width)
+
+
+class CapturedTower:
+    """A tower's forward pass captured as a CUDA graph for one input shape: a replay launches the
+    whole pass at once. Inputs are copied into the tensors it was captured on, and the output is
+    read from the one it wrote; callers hold the encoder's lock, so one replay runs at a time."""
+
+    def __init__(self, forward: Forward, example: dict[str, np.ndarray], device: str) -> None:
+        self.inputs = {name: torch.from_numpy(a).to(device) for name, a in example.items()}
+        # Warm up on a side stream first (kernel choices, workspaces), as torch.cuda.graphs asks.
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                forward(self.inputs)
+        torch.cuda.current_stream(device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        # thread_local: another encoder (a version being swapped in) may use the GPU meanwhile.
+        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
+            self.output = forward(self.inputs)
+
+    def __call__(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        for name, a in feed.items():
+            self.inputs[name].copy_(torch.from_numpy(a))
+        self.graph.replay()
+        return cast(np.ndarray, self.output.cpu().numpy())
 
 
 def unsupported_backbone(model: DualTowerWithFC) -> str | None:

@@ -113,7 +113,7 @@ class TorchEncoder:
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         with self._lock:
             if self.direct:
-                return self._encode_direct(texts, self.model.query_head, half=False, graphs=self.graphs)
+                return self._encode_direct(texts, self.model.query_head, half=False, graphs=True)
             return self.model.encode_queries(texts, batch_size=self.batch_size)
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
@@ -128,7 +128,7 @@ class TorchEncoder:
         """The (batch, tokens) shapes the query tower has been captured at so far."""
         return sorted(self._captured)
 
-    def forward(self, head: TowerHead, half: bool = False) -> Forward:
+    def _forward(self, head: TowerHead, half: bool) -> Forward:
         """One tower on tokenized, padded inputs already on the device: what
         `DualTowerWithFC.encode_*` computes from the backbone's transformer on (mean pooling over
         the attention mask, normalize, the head)."""
@@ -146,13 +146,13 @@ class TorchEncoder:
     def _encode_direct(
         self, texts: Sequence[str], head: TowerHead, half: bool, graphs: bool = False
     ) -> np.ndarray:
-        """The tower run here, fed by the Rust tokenizer; with `graphs`, batches that fit a
-        captured shape replay its CUDA graph."""
+        """The tower run here, fed by the Rust tokenizer. `graphs`: this tower (the query tower)
+        may replay CUDA graphs while `self.graphs` is on; batches that fit a shape do."""
         self.model.eval()
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
-        forward = self.forward(head, half)
+        forward = self._forward(head, half)
         encodings = self._encoding.encode_batch(list(texts))
         for chunk in length_sorted_chunks(encodings, self.batch_size):
             shape = graph_shape(len(chunk), len(encodings[chunk[0]].ids)) if self.graphs and graphs else None

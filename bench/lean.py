@@ -140,7 +140,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--weights-dir", type=Path, default=ROOT / "weights")
     p.add_argument("--docs", type=int, default=256)
     p.add_argument("--queries", type=int, default=200, help="distinct queries, sent in slices")
-    p.add_argument("--rounds", type=int, default=8, help="slices of `--slice` queries per server")
+    p.add_argument("--rounds", type=int, default=12, help="slices of `--slice` queries per server")
     p.add_argument("--slice", type=int, default=50)
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--query-workers", type=int, default=2, help="the service's (and the floor's threads)")

@@ -25,11 +25,11 @@ from typing import Any, cast
 
 import httpx
 
-from bench.floor import Floor
+from bench.floor import Floor, floor_threads
 from bench.load import Ingestion, Searches, rotations
 from bench.report import ratios, update_doc
 from bench.stack import Stack, running_stack
-from bench.workload import Workload, load_workload
+from bench.workload import DEFAULT_CORPUS, Workload, load_workload
 from services.query.config import Settings as QuerySettings
 from twotower.engine import Engine
 from twotower.engine.onnx_engine import Backend, Variant
@@ -37,7 +37,6 @@ from twotower.registry import latest_version
 
 log = logging.getLogger("bench")
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CORPUS = ROOT.parent / "shared" / "data" / "scifact"
 
 # name -> (engine, extra service settings); "onnx" is the services' defaults (int8 graphs).
 CONFIGS: dict[str, tuple[Engine, dict[str, str]]] = {
@@ -131,8 +130,7 @@ def measure(
             )
         Searches(1, args.k).run(stacks[n].query.url, queries[:10])  # warm-up, not kept
     slice_1, slice_n = 20, 10 * args.concurrency
-    # The floor: one query worker's threads, what the service computes for itself (ServiceSettings).
-    threads = max(1, len(os.sched_getaffinity(0)) // args.query_workers)
+    threads = floor_threads(args.query_workers)
     floors = {}
     for n in names:
         engine, extra = CONFIGS[n]

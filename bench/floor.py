@@ -10,8 +10,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bench.load import percentiles
+from services.common.settings import available_cpus
 from twotower.engine import Engine, open_encoder
 from twotower.index.store import ChromaStore
+
+
+def floor_threads(query_workers: int) -> int:
+    """One query worker's intra-op threads, as the service computes them for itself
+    (ServiceSettings.encoder_threads, threads unset): the CPUs shared among its workers."""
+    return max(1, available_cpus() // query_workers)
 
 
 class Floor:

@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from bench.workload import DEFAULT_CORPUS
+
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CORPUS = ROOT.parent / "shared" / "data" / "scifact"
 MIN_COSINE = 0.999
 SERVED = "torch, as served (documents fp16 on CUDA, queries fp32 replaying CUDA graphs)"
 EAGER_QUERIES = "torch, as served but queries run eagerly (no CUDA graphs)"

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import tempfile
 import time
@@ -38,16 +37,16 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
-from bench.floor import Floor
+from bench.__main__ import load_average, served_weights
+from bench.floor import Floor, floor_threads
 from bench.load import Ingestion, Searches, rotations
 from bench.stack import Process, _process, _service_env, _wait, free_port, running_stack
-from bench.workload import load_workload
+from bench.workload import DEFAULT_CORPUS, load_workload
 from services.query.config import Settings as QuerySettings
 from services.query.schemas import SearchRequest, SearchResponse
 
 log = logging.getLogger("bench.lean")
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CORPUS = ROOT.parent / "shared" / "data" / "scifact"
 
 SERVICE = "service"
 LEAN = {"lean, search in a thread": "thread", "lean, search on the loop": "inline"}
@@ -155,13 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         serve(args.mode, args.port)
         return 0
-    from bench.__main__ import served_weights  # (heavy: the export tools)
-
     work = load_workload(args.corpus or None, args.docs, args.queries)
-    threads = max(1, len(os.sched_getaffinity(0)) // args.query_workers)
     results: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "load_average_start": [round(x, 2) for x in os.getloadavg()],
+        "load_average_start": load_average(),
     }
     with tempfile.TemporaryDirectory(prefix="bench-lean-") as tmp, ExitStack() as running:
         scratch = Path(tmp)
@@ -175,20 +171,12 @@ def main(argv: list[str] | None = None) -> int:
                 ingestion.post(http, work.documents[i : i + 64])
         if ingestion.errors:
             raise RuntimeError(f"{ingestion.errors} ingestion errors")
-        settings = {
-            "engine": "onnx",
-            "weights_dir": str(weights),
-            "chroma_host": "127.0.0.1",
-            "chroma_port": str(stack.chroma_port),
-            "collection_prefix": stack.prefix,
-            "workers": str(args.query_workers),
-            "log_level": "warning",
-        }
-        env = _service_env("QUERY_", settings)
+        env = _service_env("QUERY_", {**stack.settings, "workers": str(args.query_workers)})
         urls = {SERVICE: stack.query.url}
         for name, mode in LEAN.items():
             urls[name] = running.enter_context(running_lean(mode, env, scratch / f"lean-{mode}.log")).url
         variant = QuerySettings.model_fields["onnx_variant"].default
+        threads = floor_threads(args.query_workers)
         floor = Floor("onnx", weights, version, stack.chroma_port, stack.prefix, args.k, threads, variant)
         running.callback(floor.close)
         searches = {name: Searches(1, args.k) for name in urls}
@@ -206,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     floor_summary = floor.summary()
     floor_p50 = floor_summary["total"]["p50_ms"]
     results.update(
-        load_average_end=[round(x, 2) for x in os.getloadavg()],
+        load_average_end=load_average(),
         model_version=version,
         documents=len(work.documents),
         floor=floor_summary,

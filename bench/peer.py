@@ -42,12 +42,10 @@ import numpy as np
 
 from bench.load import concurrent_clients, percentiles, rotations
 from bench.stack import ROOT, Process, _process, _wait, free_port, running_stack
-from bench.workload import load_workload
+from bench.workload import DEFAULT_CORPUS, load_workload
 from twotower.config import PACKAGED_BASE_MODEL, resolve_base_model
 
 log = logging.getLogger("bench.peer")
-
-DEFAULT_CORPUS = ROOT.parent / "shared" / "data" / "scifact"
 
 
 def parse_args() -> argparse.Namespace:

@@ -95,6 +95,7 @@ class Stack:
     query: Process
     chroma_port: int
     prefix: str
+    settings: dict[str, str]  # what both services run on (unprefixed names), before port and workers
 
 
 def _wait(process: Process, path: str, timeout: float = START_TIMEOUT_S) -> None:
@@ -189,4 +190,4 @@ def running_stack(
             )
         _wait(processes["ingest"], "/readyz")
         _wait(processes["query"], "/healthz")
-        yield Stack(engine, chroma, processes["ingest"], processes["query"], chroma_port, prefix)
+        yield Stack(engine, chroma, processes["ingest"], processes["query"], chroma_port, prefix, common)

@@ -19,6 +19,8 @@ class Workload:
 
 
 ID_PREFIX = "bench-"
+# SciFact in BEIR layout beside the project root (never inside it): every benchmark's default.
+DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
 
 
 def load_workload(corpus: str | None, n_docs: int, n_queries: int) -> Workload:

@@ -35,12 +35,12 @@ import numpy as np
 
 from bench.loadtest.report import update_doc
 from bench.stack import children, free_port
+from bench.workload import DEFAULT_CORPUS
 from twotower.beir import load_queries
 
 log = logging.getLogger("loadtest")
 ROOT = Path(__file__).resolve().parents[2]
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
-DEFAULT_CORPUS = ROOT.parent / "shared" / "data" / "scifact"
 HEALTHZ_BUDGET_MS = 100.0
 RSS_GROWTH_BUDGET = 0.10
 

@@ -59,7 +59,7 @@ def test_an_inline_search_runs_on_the_event_loop_and_a_threaded_one_does_not() -
             assert (threads[inline] is server.thread) is inline
 
 
-@pytest.mark.slow  # a Chroma server, both services under gunicorn and two lean servers: about a minute
+@pytest.mark.slow  # a Chroma server, both services under gunicorn and two lean servers: about 25 s
 def test_a_run_measures_the_service_and_both_lean_servers_against_the_floor(
     published_base: Path, scifact_dir: Path, tmp_path: Path
 ) -> None:

@@ -87,7 +87,7 @@ bench: install ## Serving speed of both engines in one run (own Chroma + service
 bench-gpu: install ## Towers on a GPU through the ingestion code path (abstracts/s, query latency); no GPU: says so
 	$(PY) -m bench.gpu --weights-dir $(WEIGHTS_DIR) $(ARGS)
 
-bench-lean: install ## How near the in-process floor a server gets: the query service against lean ASGI servers on its own search(): runs/lean.json
+bench-lean: install ## How near the in-process floor a server gets: the query service and lean ASGI servers on its search(), httpx and stdlib clients: runs/lean.json
 	$(PY) -m bench.lean --corpus $(DATA)/scifact --weights-dir $(WEIGHTS_DIR) $(ARGS)
 
 TXTAI_PYTHON ?= /tmp/txv/bin/python

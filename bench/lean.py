@@ -12,9 +12,12 @@ query, `bench.floor`). This measures, in one run and taking turns slice by slice
                                 worker answers nothing else (probes included) while a search runs
     floor                       `bench.floor.Floor`, in this process
 
-with the bench's own client (`bench.load.Searches`: httpx, one connection, dense, k=10) on one
-onnx stack (the services' defaults). The lean servers are not products: they answer nothing but
-`POST /search` and `GET /healthz`, and exist to tell what leaving FastAPI would buy.
+with the bench's own client (`bench.load.Searches`: one connection, dense, k=10) on one onnx stack
+(the services' defaults). Each server is measured with two clients, taking turns: httpx (what
+`make bench` and the peer comparison use) and `bench.load.PlainClient` (the standard library's
+`http.client`), whose difference is the client's own share of the HTTP latency. The lean servers
+are not products: they answer nothing but `POST /search` and `GET /healthz`, and exist to tell
+what leaving FastAPI would buy.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from starlette.types import Receive, Scope, Send
 
 from bench.__main__ import load_average, served_weights
 from bench.floor import Floor, floor_threads
-from bench.load import Ingestion, Searches, rotations
+from bench.load import ClientKind, Ingestion, Searches, rotations
 from bench.stack import Process, _process, _service_env, _wait, free_port, running_stack
 from bench.workload import DEFAULT_CORPUS, load_workload
 from services.query.config import Settings as QuerySettings
@@ -51,6 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SERVICE = "service"
 LEAN = {"lean, search in a thread": "thread", "lean, search on the loop": "inline"}
 _JSON = [(b"content-type", b"application/json")]
+CLIENTS: dict[str, ClientKind] = {"httpx": "httpx", "stdlib": "stdlib"}
 
 
 class LeanApp:
@@ -143,8 +147,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--slice", type=int, default=50)
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--query-workers", type=int, default=2, help="the service's (and the floor's threads)")
+    p.add_argument(
+        "--clients",
+        type=_clients,
+        default=["httpx", "stdlib"],
+        help="comma-separated HTTP clients to measure every server with: httpx, stdlib",
+    )
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "lean.json")
     return p.parse_args(argv)
+
+
+def _clients(value: str) -> list[ClientKind]:
+    names = [c.strip() for c in value.split(",") if c.strip()]
+    unknown = sorted(set(names) - set(CLIENTS))
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"clients are among {', '.join(CLIENTS)}: got {value!r}")
+    return [CLIENTS[c] for c in dict.fromkeys(names)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,16 +197,16 @@ def main(argv: list[str] | None = None) -> int:
         threads = floor_threads(args.query_workers)
         floor = Floor("onnx", weights, version, stack.chroma_port, stack.prefix, args.k, threads, variant)
         running.callback(floor.close)
-        searches = {name: Searches(1, args.k) for name in urls}
-        for url in urls.values():  # warm-up, not kept
-            Searches(1, args.k).run(url, work.queries[:10])
+        searches = {(name, c): Searches(1, args.k, client=c) for name in urls for c in args.clients}
+        for name, c in searches:  # warm-up, not kept
+            Searches(1, args.k, client=c).run(urls[name], work.queries[:10])
         floor.run(work.queries[:10], record=False)
         slices = max(1, len(work.queries) // args.slice)
         begun = time.perf_counter()
-        for r, order in rotations(list(urls), args.rounds):
+        for r, order in rotations(list(searches), args.rounds):
             part = work.queries[(r % slices) * args.slice : (r % slices + 1) * args.slice]
-            for name in order:
-                searches[name].run(urls[name], part)
+            for name, c in order:
+                searches[name, c].run(urls[name], part)
             floor.run(part)
         results["seconds"] = round(time.perf_counter() - begun, 1)
     floor_summary = floor.summary()
@@ -200,13 +218,14 @@ def main(argv: list[str] | None = None) -> int:
         floor=floor_summary,
         servers={},
     )
-    for name, s in searches.items():
+    for (name, c), s in searches.items():
         summary = s.summary()
         summary["http_p50_over_floor"] = round(summary["client"]["p50_ms"] / floor_p50, 3)
-        results["servers"][name] = summary
+        results["servers"].setdefault(name, {})[c] = summary
         log.info(
-            "%-26s p50 %6.2f ms (took_ms p50 %5.2f), %s× the floor; errors %d",
+            "%-26s %-6s p50 %6.2f ms (took_ms p50 %5.2f), %s× the floor; errors %d",
             name,
+            c,
             summary["client"]["p50_ms"],
             summary["server_took"]["p50_ms"],
             summary["http_p50_over_floor"],
@@ -221,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     log.info("wrote %s", args.out)
-    errors = sum(s["errors"] for s in results["servers"].values())
+    errors = sum(s.errors for s in searches.values())
     return 1 if errors else 0
 
 

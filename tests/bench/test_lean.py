@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bench.lean import LEAN, SERVICE, LeanApp, main
+from bench.lean import LEAN, SERVICE, LeanApp, main, parse_args
 from services.query.schemas import SearchHit, SearchRequest, SearchResponse
 from tests.conftest import LiveServer
 
@@ -59,6 +59,14 @@ def test_an_inline_search_runs_on_the_event_loop_and_a_threaded_one_does_not() -
             assert (threads[inline] is server.thread) is inline
 
 
+def test_clients_are_chosen_by_name_once_each() -> None:
+    assert parse_args(["--clients", "stdlib, httpx,stdlib"]).clients == ["stdlib", "httpx"]
+    assert parse_args([]).clients == ["httpx", "stdlib"]
+    for wrong in ("curl", "", "httpx,curl"):
+        with pytest.raises(SystemExit):
+            parse_args(["--clients", wrong])
+
+
 @pytest.mark.slow  # a Chroma server, both services under gunicorn and two lean servers: about 25 s
 def test_a_run_measures_the_service_and_both_lean_servers_against_the_floor(
     published_base: Path, scifact_dir: Path, tmp_path: Path
@@ -69,6 +77,9 @@ def test_a_run_measures_the_service_and_both_lean_servers_against_the_floor(
     report = json.loads(out.read_text())
     assert set(report["servers"]) == {SERVICE, *LEAN}
     for server in report["servers"].values():
-        assert server["queries"] == 15 and server["errors"] == 0
-        assert server["http_p50_over_floor"] > 0
+        assert set(server) == {"httpx", "stdlib"}
+        for client, summary in server.items():
+            assert summary["http_client"] == client
+            assert summary["queries"] == 15 and summary["errors"] == 0
+            assert summary["http_p50_over_floor"] > 0
     assert report["floor"]["total"]["p50_ms"] > 0

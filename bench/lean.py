@@ -42,7 +42,7 @@ from starlette.types import Receive, Scope, Send
 
 from bench.__main__ import load_average, served_weights
 from bench.floor import Floor, floor_threads
-from bench.load import ClientKind, Ingestion, Searches, rotations
+from bench.load import CLIENTS, ClientKind, Ingestion, Searches, rotations
 from bench.stack import Process, _process, _service_env, _wait, free_port, running_stack
 from bench.workload import DEFAULT_CORPUS, load_workload
 from services.query.config import Settings as QuerySettings
@@ -54,7 +54,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SERVICE = "service"
 LEAN = {"lean, search in a thread": "thread", "lean, search on the loop": "inline"}
 _JSON = [(b"content-type", b"application/json")]
-CLIENTS: dict[str, ClientKind] = {"httpx": "httpx", "stdlib": "stdlib"}
 
 
 class LeanApp:

@@ -11,6 +11,7 @@ from bench.report import BEGIN, END, ratios, update_doc
 def config(p50_c1: float, qps_c8: float, docs_per_s: float, errors: int = 0) -> dict[str, Any]:
     search = {
         "client": {"p50_ms": p50_c1, "p95_ms": p50_c1 * 1.2, "p99_ms": p50_c1 * 1.5},
+        "server_took": {"p50_ms": p50_c1 - 1.0},
         "queries_per_s": 1000 / p50_c1,
         "errors": errors,
     }
@@ -79,3 +80,14 @@ def test_the_section_is_replaced_in_place_and_the_rest_kept(tmp_path: Path) -> N
     section = text[text.index(BEGIN) : text.index(END)]
     assert "| ingestion, docs/s | 10.0 | 20.0 |" in section  # the second run's numbers only
     assert "30.0" not in section.split("| ingestion")[1].split("\n")[0]
+
+
+def test_the_ms_over_the_floor_are_split_at_took_ms(tmp_path: Path) -> None:
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n")
+    # onnx: floor 10 / 1.2 = 8.33 ms, took_ms 9.0, HTTP 10.0; torch: floor 16.67, took_ms 19.0, HTTP 20.0
+    run = results({"torch": config(20.0, 50.0, 20.0), "onnx": config(10.0, 120.0, 30.0)})
+    run["configs"]["onnx"]["search"]["c1"].pop("server_took")
+    update_doc(doc, run, Path("runs/bench.json"))
+    row = next(line for line in doc.read_text().splitlines() if line.startswith("| ms over the floor"))
+    assert row.endswith("| 2.33 + 1.00 | 1.67 |")  # no took_ms recorded: the whole difference

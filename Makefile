@@ -15,7 +15,7 @@ WEIGHTS_DIR ?= weights
 # Demo corpus for `make run`: empty = Python's own language reference topics (pydoc_data).
 CORPUS ?=
 
-.PHONY: help install lock run test test-slow test-durability lint train eval eval-served rollout cleanup bench bench-gpu bench-peer bench-lean up down compose-check compose-test k8s-check clean
+.PHONY: help install lock run test test-slow test-durability lint train eval eval-served rollout cleanup bench bench-gpu bench-peer up down compose-check compose-test k8s-check clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -86,9 +86,6 @@ bench: install ## Serving speed of both engines in one run (own Chroma + service
 
 bench-gpu: install ## Towers on a GPU through the ingestion code path (abstracts/s, query latency); no GPU: says so
 	$(PY) -m bench.gpu --weights-dir $(WEIGHTS_DIR) $(ARGS)
-
-bench-lean: install ## How near the in-process floor a server gets: the query service and lean ASGI servers on its search(), httpx and stdlib clients: runs/lean.json
-	$(PY) -m bench.lean --corpus $(DATA)/scifact --weights-dir $(WEIGHTS_DIR) $(ARGS)
 
 TXTAI_PYTHON ?= /tmp/txv/bin/python
 bench-peer: install ## Side by side with txtai's API (TXTAI_PYTHON: a venv with torch==2.13.0 "txtai[api]==9.14.0"): runs/peer.json

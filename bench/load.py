@@ -3,21 +3,16 @@ in slices so that several stacks can take turns (see bench/__main__.py), then su
 
 from __future__ import annotations
 
-import http.client
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeVar, get_args
-from urllib.parse import urlsplit
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import numpy as np
-import orjson
 
 T = TypeVar("T")
-ClientKind = Literal["httpx", "stdlib"]
-CLIENTS: dict[str, ClientKind] = {kind: kind for kind in get_args(ClientKind)}  # by name
 
 
 class Closeable(Protocol):
@@ -27,46 +22,14 @@ class Closeable(Protocol):
 C = TypeVar("C", bound=Closeable)
 
 
-class PlainClient:
-    """One keep-alive HTTP/1.1 connection through the standard library's `http.client` (TCP_NODELAY
-    set on connect), JSON by orjson. Against the same server its search p50 was 0.7-1.6 ms under
-    httpx's on the 2-core machine (docs/benchmarks.md, "The client's share"), so that `bench.lean`
-    can tell how much of an HTTP latency is the client's own work rather than the server's."""
-
-    def __init__(self, url: str, timeout: float) -> None:
-        parts = urlsplit(url)
-        if parts.scheme != "http" or parts.hostname is None:
-            raise ValueError(f"PlainClient speaks plain http to a host: {url!r}")
-        self._conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
-
-    def request(self, method: str, path: str, payload: Any = None) -> tuple[int, bytes]:
-        """The answer's status and body. A connection the server closed is reopened by http.client
-        on the next request."""
-        body = None if payload is None else orjson.dumps(payload)
-        headers = {} if body is None else {"Content-Type": "application/json"}
-        self._conn.request(method, path, body=body, headers=headers)
-        response = self._conn.getresponse()
-        return response.status, response.read()
-
-    def close(self) -> None:
-        self._conn.close()
-
-
 def percentiles(ms: list[float]) -> dict[str, float]:
+    """p50, p95, p99, mean and max of latencies in ms, to 0.01 ms; all NaN for none (a run where
+    nothing succeeded), so that a report shows the gap instead of failing."""
+    keys = ("p50_ms", "p95_ms", "p99_ms", "mean_ms", "max_ms")
     if not ms:
-        return {
-            "p50_ms": float("nan"),
-            "p95_ms": float("nan"),
-            "p99_ms": float("nan"),
-            "mean_ms": float("nan"),
-        }
-    values = np.asarray(ms)
-    return {
-        "p50_ms": round(float(np.percentile(values, 50)), 2),
-        "p95_ms": round(float(np.percentile(values, 95)), 2),
-        "p99_ms": round(float(np.percentile(values, 99)), 2),
-        "mean_ms": round(float(values.mean()), 2),
-    }
+        return dict.fromkeys(keys, float("nan"))
+    values = [*np.percentile(ms, [50, 95, 99]), np.mean(ms), max(ms)]
+    return {key: round(float(v), 2) for key, v in zip(keys, values, strict=True)}
 
 
 @dataclass
@@ -147,60 +110,38 @@ def concurrent_clients(
 
 @dataclass
 class Searches:
-    """/search from `concurrency` clients (threads, each with its own connection) sending back to
-    back; latency per request as the client sees it, throughput over the time the slices took.
-    `client`: httpx (what `make bench` and the peer comparison use), or `PlainClient`."""
+    """/search from `concurrency` clients (threads, each with its own httpx connection) sending back
+    to back; latency per request as the client sees it, the server's own `took_ms`, throughput over
+    the time the slices took. A refused search counts as an error, not as a latency."""
 
     concurrency: int
     k: int
     mode: str = "dense"  # the engines are compared on the towers' own ranking
-    client: ClientKind = "httpx"
     latencies: list[float] = field(default_factory=list)
     server: list[float] = field(default_factory=list)
     seconds: float = 0.0
     errors: int = 0
 
     def run(self, url: str, queries: list[str]) -> None:
-        if self.client == "stdlib":
-            latencies, server, errors, seconds = self._run_plain(url, queries)
-        else:
-            latencies, server, errors, seconds = self._run_httpx(url, queries)
-        self.latencies += latencies
-        self.server += server
-        self.errors += errors
-        self.seconds += seconds
-
-    def _body(self, query: str) -> dict[str, Any]:
-        return {"query": query, "k": self.k, "mode": self.mode}
-
-    def _run_httpx(self, url: str, queries: list[str]) -> tuple[list[float], list[float], int, float]:
         def connect() -> httpx.Client:
             http = httpx.Client(base_url=url, timeout=60)
             http.get("/healthz")
             return http
 
         def send(http: httpx.Client, query: str) -> float | None:
-            response = http.post("/search", json=self._body(query))
+            response = http.post("/search", json={"query": query, "k": self.k, "mode": self.mode})
             return float(response.json()["took_ms"]) if response.status_code == 200 else None
 
-        return concurrent_clients(self.concurrency, queries, connect, send)
-
-    def _run_plain(self, url: str, queries: list[str]) -> tuple[list[float], list[float], int, float]:
-        def connect() -> PlainClient:
-            http = PlainClient(url, timeout=60)
-            http.request("GET", "/healthz")
-            return http
-
-        def send(http: PlainClient, query: str) -> float | None:
-            status, body = http.request("POST", "/search", self._body(query))
-            return float(orjson.loads(body)["took_ms"]) if status == 200 else None
-
-        return concurrent_clients(self.concurrency, queries, connect, send)
+        latencies, server, errors, seconds = concurrent_clients(self.concurrency, queries, connect, send)
+        self.latencies += latencies
+        self.server += server
+        self.errors += errors
+        self.seconds += seconds
 
     def summary(self) -> dict[str, Any]:
         return {
             "concurrency": self.concurrency,
-            "http_client": self.client,
+            "http_client": "httpx",
             "queries": len(self.latencies),
             "k": self.k,
             "mode": self.mode,

@@ -25,19 +25,19 @@ from typing import Any, cast
 
 import httpx
 
-from bench.floor import Floor, floor_threads
+from bench.floor import Backend, Floor, Variant, floor_threads
 from bench.load import Ingestion, Searches, rotations
 from bench.report import ratios, update_doc
-from bench.stack import Stack, running_stack
+from bench.stack import Stack, running_stack, served_weights
 from bench.workload import DEFAULT_CORPUS, Workload, load_workload
-from services.query.config import Settings as QuerySettings
 from twotower.engine import Engine
-from twotower.engine.onnx_engine import Backend, Variant
-from twotower.registry import latest_version
 
 log = logging.getLogger("bench")
 ROOT = Path(__file__).resolve().parents[1]
 
+# The query service's defaults for the onnx engine, set explicitly on every stack so that the
+# in-process floor runs the query tower the service runs.
+QUERY_ONNX_DEFAULTS = {"QUERY_ONNX_VARIANT": "int8", "QUERY_ONNX_BACKEND": "onnxruntime"}
 # name -> (engine, extra service settings); "onnx" is the services' defaults (int8 graphs).
 CONFIGS: dict[str, tuple[Engine, dict[str, str]]] = {
     "torch": ("torch", {}),
@@ -75,20 +75,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks.md", help="section rewritten here")
     p.add_argument("--no-doc", action="store_true", help="only the JSON")
     return p.parse_args()
-
-
-def served_weights(weights_dir: Path, scratch: Path) -> tuple[Path, str]:
-    """A weights directory whose LATEST version has its ONNX export, int8 graphs included (exported
-    if it lacks them)."""
-    from twotower.engine.export import export_published, publish_base
-
-    version = latest_version(weights_dir)
-    if version is None:
-        weights_dir = scratch / "weights"
-        log.info("nothing published in %s: publishing the base model into %s", weights_dir, weights_dir)
-        version = publish_base(weights_dir)
-    export_published([weights_dir], version)
-    return weights_dir, version
 
 
 def load_average() -> list[float]:
@@ -134,12 +120,9 @@ def measure(
     floors = {}
     for n in names:
         engine, extra = CONFIGS[n]
-        variant = cast(
-            Variant, extra.get("QUERY_ONNX_VARIANT", QuerySettings.model_fields["onnx_variant"].default)
-        )
-        backend = cast(
-            Backend, extra.get("QUERY_ONNX_BACKEND", QuerySettings.model_fields["onnx_backend"].default)
-        )
+        settings = {**QUERY_ONNX_DEFAULTS, **extra}
+        variant = cast(Variant, settings["QUERY_ONNX_VARIANT"])
+        backend = cast(Backend, settings["QUERY_ONNX_BACKEND"])
         floors[n] = Floor(
             engine,
             weights,
@@ -258,7 +241,7 @@ def main() -> int:
                         scratch / name.replace(" ", "-"),
                         query_workers=args.query_workers,
                         ingest_workers=args.ingest_workers,
-                        extra=extra,
+                        extra={**QUERY_ONNX_DEFAULTS, **extra},
                     )
                 )
             results["configs"] = measure(args, stacks, weights, version, work)

@@ -10,9 +10,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bench.load import percentiles
-from services.common.settings import available_cpus
 from twotower.engine import Engine, open_encoder
+from twotower.engine.onnx_engine import available_cpus
 from twotower.index.store import ChromaStore
+
+Variant = Literal["fp32", "int8"]
+Backend = Literal["onnxruntime", "openvino"]
 
 
 def floor_threads(query_workers: int) -> int:
@@ -31,8 +34,8 @@ class Floor:
         prefix: str,
         k: int,
         threads: int,
-        variant: Literal["fp32", "int8"] = "fp32",
-        backend: Literal["onnxruntime", "openvino"] = "onnxruntime",
+        variant: Variant = "fp32",
+        backend: Backend = "onnxruntime",
     ) -> None:
         self.k, self.threads = k, threads
         self.encoder = open_encoder(

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.load import percentiles
 from bench.workload import DEFAULT_CORPUS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,9 +95,7 @@ def _measure(
 
     cuda = device.startswith("cuda")
     # A first pass over every text, timed apart: each new batch shape costs kernel choices and
-    # allocations the first time, and a service that has run for a while has seen them all (H200,
-    # the process's first encoder: 744 and 2,992 abstracts/s on its first pass in two runs, 6,012
-    # and 6,274 on the next; docs/benchmarks.md).
+    # allocations the first time, and a service that has run for a while has seen them all.
     _synchronize(device)
     first_seconds, _ = _ingest(encoder, docs, request_size)
     first_queries = []  # the first query of each shape captures its CUDA graph
@@ -113,6 +112,7 @@ def _measure(
         t0 = time.perf_counter()
         query_vectors.append(encoder.encode_queries([q]))
         latencies.append((time.perf_counter() - t0) * 1000)
+    query = percentiles(latencies)
     peak: dict[str, Any] = {}
     if cuda:
         peak["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
@@ -121,8 +121,8 @@ def _measure(
         "docs_per_s": round(len(docs) / seconds, 1),
         "docs_seconds": round(seconds, 2),
         "docs_per_s_first_pass": round(len(docs) / first_seconds, 1),
-        "query_p50_ms": round(float(np.percentile(latencies, 50)), 2),
-        "query_p99_ms": round(float(np.percentile(latencies, 99)), 2),
+        "query_p50_ms": query["p50_ms"],
+        "query_p99_ms": query["p99_ms"],
         "query_first_pass_max_ms": round(max(first_queries, default=0.0), 1),
         "query_graph_shapes": [list(s) for s in getattr(encoder, "captured_shapes", [])],
         "_documents": vectors,

@@ -1,10 +1,15 @@
-"""The stack a benchmark run measures: its own Chroma server and the two services under gunicorn,
-as production runs them (same gunicorn config and app factories), on free ports, one engine."""
+"""The stack a benchmark measures: its own Chroma server and the two services, each started by the
+command docker-compose.yml runs (`chroma run` on deploy/chroma/config.yaml; gunicorn on the
+service's gunicorn config and app factory), on free ports, with settings passed as QUERY_* /
+INGEST_* environment variables. Benchmarks reach the services over HTTP only; they import none of
+their modules, so what they measure is what a client of the product gets."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -16,10 +21,11 @@ from pathlib import Path
 
 import httpx
 
-from deploy.local.compose import chroma_server
-from deploy.local.supervisor import stop_group
+from twotower.registry import latest_version
 
+log = logging.getLogger("bench")
 ROOT = Path(__file__).resolve().parents[1]
+CHROMA_CONFIG = ROOT / "deploy" / "chroma" / "config.yaml"
 START_TIMEOUT_S = 300.0  # torch workers on a busy 2-core machine take a while to import and load
 
 
@@ -68,17 +74,21 @@ class Process:
                 total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
         return total / os.sysconf("SC_CLK_TCK")
 
-    def peak_rss_mb(self) -> dict[str, float]:
-        """Peak resident memory (VmHWM) of the master and of each worker, in MiB."""
-        peaks: dict[str, float] = {}
+    def memory_mib(self, field: str = "VmRSS") -> dict[str, float]:
+        """A /proc status field (VmRSS: resident now; VmHWM: peak) of the master ("main") and of
+        each worker, in MiB."""
+        found: dict[str, float] = {}
         for i, pid in enumerate(self.pids()):
             try:
                 status = Path(f"/proc/{pid}/status").read_text()
             except OSError:
                 continue
-            kb = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
-            peaks["main" if i == 0 else f"worker{i}"] = round(kb / 1024, 1)
-        return peaks
+            kb = next((int(line.split()[1]) for line in status.splitlines() if line.startswith(field)), 0)
+            found["main" if i == 0 else f"worker{i}"] = round(kb / 1024, 1)
+        return found
+
+    def peak_rss_mb(self) -> dict[str, float]:
+        return self.memory_mib("VmHWM")
 
     def tail(self, lines: int = 30) -> str:
         try:
@@ -94,11 +104,12 @@ class Stack:
     ingest: Process
     query: Process
     chroma_port: int
-    prefix: str
-    settings: dict[str, str]  # what both services run on (unprefixed names), before port and workers
+    prefix: str  # the services' collection prefix
 
 
 def _wait(process: Process, path: str, timeout: float = START_TIMEOUT_S) -> None:
+    """Until GET `path` answers 200; raises with the process's last log lines if it exits first or
+    `timeout` seconds pass."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.proc.poll() is not None:
@@ -112,6 +123,20 @@ def _wait(process: Process, path: str, timeout: float = START_TIMEOUT_S) -> None
     raise TimeoutError(f"{process.name} not ready after {timeout:.0f}s:\n{process.tail()}")
 
 
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the process's group (gunicorn's master and workers), SIGKILL 30 s later."""
+    for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+
+
 @contextmanager
 def _process(name: str, argv: list[str], env: dict[str, str], url: str, log: Path) -> Iterator[Process]:
     with open(log, "wb") as out:
@@ -119,30 +144,15 @@ def _process(name: str, argv: list[str], env: dict[str, str], url: str, log: Pat
         proc = subprocess.Popen(
             argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
-    process = Process(name, proc, url, log)
     try:
-        yield process
+        yield Process(name, proc, url, log)
     finally:
-        stop_group(proc)
+        _stop(proc)
 
 
-def _service_env(prefix: str, settings: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("QUERY_", "INGEST_"))}
-    env.update({"PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
-    env.update({f"{prefix}{k.upper()}": v for k, v in settings.items()})
-    return env
-
-
-@contextmanager
-def running_chroma(work_dir: Path, port: int) -> Iterator[Process]:
-    """`chroma run` on deploy/chroma/config.yaml (as every stack runs it), data in
-    `work_dir`/chroma, answering its heartbeat; stopped on exit."""
-    chroma_bin = shutil.which("chroma", path=str(Path(sys.executable).parent)) or "chroma"
-    argv, overrides = chroma_server(work_dir / "chroma", "127.0.0.1", port, executable=chroma_bin)
-    url = f"http://127.0.0.1:{port}"
-    with _process("chroma", argv, {**os.environ, **overrides}, url, work_dir / "chroma.log") as chroma:
-        _wait(chroma, "/api/v2/heartbeat")
-        yield chroma
+def _executable(name: str) -> str:
+    """`name` from this interpreter's environment first (the venv's gunicorn and chroma)."""
+    return shutil.which(name, path=str(Path(sys.executable).parent)) or name
 
 
 @contextmanager
@@ -155,39 +165,65 @@ def running_stack(
     ingest_workers: int = 1,
     extra: dict[str, str] | None = None,
 ) -> Iterator[Stack]:
-    """Chroma, ingestion and query for `engine`, each in its own process; all stopped on exit."""
-    bin_dir = Path(sys.executable).parent
-    gunicorn_bin = shutil.which("gunicorn", path=str(bin_dir)) or "gunicorn"
+    """Chroma, ingestion and query for `engine`, each in its own process group, ready (Chroma's
+    heartbeat, ingestion's /readyz, query's /healthz: its collection exists only once documents
+    are posted); all stopped on exit. `extra`: more environment for all three, full names
+    (QUERY_..., INGEST_..., RUST_LOG); QUERY_* / INGEST_* of this process's own are not passed."""
     work_dir.mkdir(parents=True, exist_ok=True)
     chroma_port, ingest_port, query_port = free_port(), free_port(), free_port()
     prefix = f"bench{engine}"
-    common = {
-        "engine": engine,
-        "weights_dir": str(weights_dir),
-        "chroma_host": "127.0.0.1",
-        "chroma_port": str(chroma_port),
-        "collection_prefix": prefix,
-        "host": "127.0.0.1",
-        "log_level": "warning",
-    }
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("QUERY_", "INGEST_"))}
+    base.update({"PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    # Chroma's environment overrides: its CLI refuses --path, --host and --port beside a config file.
+    chroma_env = {"CHROMA_PERSIST_PATH": str(work_dir / "chroma"), "CHROMA_LISTEN_ADDRESS": "127.0.0.1"}
+    chroma_env["CHROMA_PORT"] = str(chroma_port)
     with ExitStack() as stack:
-        chroma = stack.enter_context(running_chroma(work_dir, chroma_port))
-        processes = {}
+        chroma = stack.enter_context(
+            _process(
+                "chroma",
+                [_executable("chroma"), "run", str(CHROMA_CONFIG)],
+                {**base, **chroma_env, **(extra or {})},
+                f"http://127.0.0.1:{chroma_port}",
+                work_dir / "chroma.log",
+            )
+        )
+        _wait(chroma, "/api/v2/heartbeat")
+        services = {}
         for name, port, workers in (
             ("ingest", ingest_port, ingest_workers),
             ("query", query_port, query_workers),
         ):
-            env = _service_env(f"{name.upper()}_", {**common, "port": str(port), "workers": str(workers)})
-            env.update(extra or {})  # full variable names (QUERY_..., INGEST_...)
-            argv = [
-                gunicorn_bin,
-                "-c",
-                f"services/{name}/gunicorn.conf.py",
-                f"services.{name}.main:create_app()",
-            ]
-            processes[name] = stack.enter_context(
-                _process(name, argv, env, f"http://127.0.0.1:{port}", work_dir / f"{name}.log")
-            )
-        _wait(processes["ingest"], "/readyz")
-        _wait(processes["query"], "/healthz")
-        yield Stack(engine, chroma, processes["ingest"], processes["query"], chroma_port, prefix, common)
+            settings = {
+                "engine": engine,
+                "weights_dir": str(weights_dir),
+                "chroma_host": "127.0.0.1",
+                "chroma_port": str(chroma_port),
+                "collection_prefix": prefix,
+                "host": "127.0.0.1",
+                "port": str(port),
+                "workers": str(workers),
+                "log_level": "warning",
+            }
+            env = {**base, **{f"{name.upper()}_{k.upper()}": v for k, v in settings.items()}, **(extra or {})}
+            argv = [_executable("gunicorn"), "-c", f"services/{name}/gunicorn.conf.py"]
+            argv.append(f"services.{name}.main:create_app()")
+            url = f"http://127.0.0.1:{port}"
+            services[name] = stack.enter_context(_process(name, argv, env, url, work_dir / f"{name}.log"))
+        _wait(services["ingest"], "/readyz")
+        _wait(services["query"], "/healthz")
+        yield Stack(engine, chroma, services["ingest"], services["query"], chroma_port, prefix)
+
+
+def served_weights(weights_dir: Path, scratch: Path) -> tuple[Path, str]:
+    """A weights directory whose LATEST version has its ONNX export, int8 graphs included (exported
+    if it lacks them); with nothing published in `weights_dir`, the base model published into
+    `scratch`/weights."""
+    from twotower.engine.export import export_published, publish_base
+
+    version = latest_version(weights_dir)
+    if version is None:
+        log.info("nothing published in %s: publishing the base model into %s", weights_dir, scratch)
+        weights_dir = scratch / "weights"
+        version = publish_base(weights_dir)
+    export_published([weights_dir], version)
+    return weights_dir, version

@@ -1,8 +1,9 @@
 """`python -m bench.loadtest` (`make loadtest`): search clients and the loader at once, against the
-local stack: `make run`'s processes, started here the same way (python -m deploy.local.stack) on
-free ports with a fresh data directory, and stopped at the end.
+processes `make run` starts (bench.stack: Chroma and both services under gunicorn, default settings,
+an ingestion API key, log level info) on free ports with a fresh data directory, stopped at the end.
 
-1. start the stack (it loads the demo corpus), then warm up: the search clients for --warmup s;
+1. start the stack, load the demo corpus (the loader, as `make run` does), then warm up: the
+   search clients for --warmup s;
 2. RSS of every process (Chroma, each gunicorn master and worker);
 3. --users locust clients post /search back to back for --duration s while the loader posts --docs
    SciFact abstracts to the ingestion API, and /healthz of both services is probed every 100 ms;
@@ -21,7 +22,6 @@ import json
 import logging
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 
+from bench.load import percentiles
 from bench.loadtest.report import update_doc
-from bench.stack import children, free_port
+from bench.stack import Stack, _wait, running_stack, served_weights
 from bench.workload import DEFAULT_CORPUS
 from twotower.beir import load_queries
 
@@ -45,43 +45,9 @@ HEALTHZ_BUDGET_MS = 100.0
 RSS_GROWTH_BUDGET = 0.10
 
 
-def _service(pid: int) -> str:
-    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-    for name in ("ingest", "query"):
-        if any(f"services.{name}.main" in a for a in argv):
-            return name
-    return "chroma" if any("chroma" in a for a in argv[:2]) else " ".join(argv)[:40]
-
-
-def processes(stack_pid: int) -> dict[str, list[int]]:
-    """Each service's processes: the stack's child (a gunicorn master, or Chroma) and its descendants."""
-    tree: dict[str, list[int]] = {}
-    for pid in children(stack_pid):
-        pids, todo = [], [pid]
-        while todo:
-            p = todo.pop()
-            pids.append(p)
-            todo += children(p)
-        tree[_service(pid)] = sorted(pids)
-    return tree
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
-
-
-def snapshot(stack_pid: int) -> dict[str, dict[str, Any]]:
-    return {
-        name: {
-            "pids": pids,
-            "rss_mib": [rss_mib(p) for p in pids],
-            "total_mib": round(sum(map(rss_mib, pids)), 1),
-        }
-        for name, pids in sorted(processes(stack_pid).items())
-    }
+def snapshot(stack: Stack) -> dict[str, dict[str, float]]:
+    """Resident memory of each service's processes (master and workers), MiB."""
+    return {p.name: p.memory_mib("VmRSS") for p in (stack.chroma, stack.ingest, stack.query)}
 
 
 class Prober(threading.Thread):
@@ -109,47 +75,12 @@ class Prober(threading.Thread):
             client.close()
 
     def summary(self) -> dict[str, dict[str, float]]:
-        return {
-            name: {
-                "probes": len(times),
-                "errors": self.errors[name],
-                "p50_ms": round(float(np.percentile(times, 50)), 1),
-                "p99_ms": round(float(np.percentile(times, 99)), 1),
-                "max_ms": round(max(times), 1),
-            }
-            for name, times in self.times.items()
-        }
-
-
-def start_stack(
-    work: Path, weights: Path, env: dict[str, str]
-) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
-    ports = {"query": free_port(), "ingest": free_port(), "chroma": free_port()}
-    argv = [
-        sys.executable,
-        "-m",
-        "deploy.local.stack",
-        *("--query-port", str(ports["query"]), "--ingest-port", str(ports["ingest"])),
-        *(
-            "--chroma-port",
-            str(ports["chroma"]),
-            "--data-dir",
-            str(work / "data"),
-            "--weights-dir",
-            str(weights),
-        ),
-    ]
-    stack_log = work / "stack.log"
-    with stack_log.open("wb") as out:
-        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    urls = {name: f"http://127.0.0.1:{ports[name]}" for name in ("query", "ingest")}
-    deadline = time.monotonic() + 900
-    while "serving search" not in stack_log.read_text(errors="replace"):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            tail = stack_log.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"the stack did not come up (exit {proc.poll()}):\n{tail}")
-        time.sleep(1)
-    return proc, urls
+        out = {}
+        for name, times in self.times.items():
+            stats = percentiles(times)
+            out[name] = {"probes": len(times), "errors": self.errors[name]}
+            out[name].update({k: stats[k] for k in ("p50_ms", "p99_ms", "max_ms")})
+        return out
 
 
 def locust(
@@ -180,15 +111,26 @@ def locust_stats(prefix: Path) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     key = secrets.token_hex(16)
     env = {**os.environ, "INGEST_API_KEY": key, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    # What docker-compose.yml sets beside the services' defaults.
+    compose = {
+        "INGEST_API_KEY": key,
+        "QUERY_LOG_LEVEL": "info",
+        "INGEST_LOG_LEVEL": "info",
+        "RUST_LOG": "warn",
+    }
     with tempfile.TemporaryDirectory(prefix="loadtest-") as tmp:
         work = Path(tmp)
         queries = work / "queries.txt"
         queries.write_text("\n".join(load_queries(args.corpus).values()) + "\n")
         env["LOADTEST_QUERIES"] = str(queries)
         started = time.monotonic()
-        log.info("starting the stack (python -m deploy.local.stack, data in %s)", work / "data")
-        stack, urls = start_stack(work, args.weights_dir, env)
-        try:
+        weights, _ = served_weights(args.weights_dir, work)
+        log.info("starting Chroma and the services (data in %s)", work)
+        with running_stack("onnx", weights, work, extra=compose) as stack:
+            urls = {"query": stack.query.url, "ingest": stack.ingest.url}
+            loader = [sys.executable, "-m", "services.loader", "--url", urls["ingest"]]
+            subprocess.run(loader, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, timeout=900)
+            _wait(stack.query, "/readyz", 60)  # its collection exists once documents are stored
             log.info(
                 "stack up after %.0f s; warming up: %d clients for %d s",
                 time.monotonic() - started,
@@ -198,7 +140,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             warm = locust(urls["query"], args.users, args.warmup, work / "warmup", env)
             if warm.wait(timeout=args.warmup + 120) != 0:
                 raise RuntimeError(f"warm-up locust failed: {(work / 'warmup.log').read_text()[-2000:]}")
-            after_warmup = snapshot(stack.pid)
+            after_warmup = snapshot(stack)
             load_avg = os.getloadavg()
 
             log.info(
@@ -208,41 +150,40 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             prober.start()
             clients = locust(urls["query"], args.users, args.duration, work / "search", env)
             loader_started = time.monotonic()
+            loader += [
+                "--corpus",
+                str(args.corpus),
+                "--limit",
+                str(args.docs),
+                "--batch-size",
+                str(args.batch_size),
+            ]
             with (work / "loader.log").open("wb") as out:
-                loader_argv = [sys.executable, "-m", "services.loader", "--url", urls["ingest"]]
-                loader_argv += ["--corpus", str(args.corpus), "--limit", str(args.docs)]
-                loader_argv += ["--batch-size", str(args.batch_size)]
-                loader = subprocess.Popen(
-                    loader_argv,
+                loader_rc = subprocess.run(
+                    loader,
                     cwd=ROOT,
                     env=env,
                     stdout=out,
                     stderr=subprocess.STDOUT,
-                )
-                loader_rc = loader.wait(timeout=args.duration + 900)
+                    timeout=args.duration + 900,
+                ).returncode
             loader_s = time.monotonic() - loader_started
             clients_rc = clients.wait(timeout=args.duration + 120)
             prober.stopped.set()
             prober.join()
-            end = snapshot(stack.pid)
+            end = snapshot(stack)
             search = locust_stats(work / "search")
             stored = httpx.get(f"{urls['ingest']}/stats", timeout=30).json()
-        finally:
-            stack.send_signal(signal.SIGINT)
-            try:
-                stack.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                stack.kill()
         loader_tail = (work / "loader.log").read_text(errors="replace").strip().splitlines()[-1:]
 
     rss = {
         name: {
-            "after_warmup_mib": after_warmup[name]["total_mib"],
-            "end_mib": end[name]["total_mib"],
-            "growth": round(end[name]["total_mib"] / after_warmup[name]["total_mib"] - 1, 4),
-            "processes": len(end[name]["pids"]),
-            "each_after_warmup_mib": after_warmup[name]["rss_mib"],
-            "each_end_mib": end[name]["rss_mib"],
+            "after_warmup_mib": round(sum(after_warmup[name].values()), 1),
+            "end_mib": round(sum(end[name].values()), 1),
+            "growth": round(sum(end[name].values()) / sum(after_warmup[name].values()) - 1, 4),
+            "processes": len(end[name]),
+            "each_after_warmup_mib": after_warmup[name],
+            "each_end_mib": end[name],
         }
         for name in sorted(after_warmup.keys() & end.keys())
     }

@@ -1,2 +1,3 @@
-"""Benchmarks: ingestion throughput and /search latency against a running stack, and the towers'
-encoding throughput in-process (`python -m bench`, `make bench`)."""
+"""The benchmarks a user or CI runs: `make bench`, `make bench-gpu`, `make loadtest`, `make bench-peer`.
+They drive the product through its public entry points only: HTTP, the `twotower` package, and CLIs
+(gunicorn, `chroma run`, the loader) run as subprocesses."""

@@ -9,7 +9,7 @@ from typing import Any
 BEGIN = "<!-- bench:engines:begin (written by `make bench`; edit bench/report.py instead) -->"
 END = "<!-- bench:engines:end -->"
 
-# The done-when of issue 9: onnx against torch in the same run, and HTTP against the floor.
+# What the engines are judged by: onnx against torch in the same run, and HTTP against the floor.
 TARGETS = {
     "search_p50_c1": ("<=", 0.55),
     "throughput_c8": (">=", 2.0),
@@ -102,7 +102,7 @@ def section(results: dict[str, Any], json_path: Path) -> str:
     s = results["services"]
     lines = [
         BEGIN,
-        "## Serving speed by engine (issue 9)",
+        "## Serving speed by engine",
         "",
         f"One run of `make bench` on {results['date']}: {results['machine']['cpus']} CPUs "
         f"(load average {results['load_average_start']} at the start, {results['load_average_end']} at the end; "
@@ -122,7 +122,7 @@ def section(results: dict[str, Any], json_path: Path) -> str:
         "HTTP p50 / floor is 1 + the milliseconds serving adds over the floor: an engine with a faster "
         "floor and the same milliseconds added has the higher ratio.",
         "",
-        "Ratios (onnx against torch, same run) and the targets of issue 9:",
+        "Ratios (onnx against torch, same run) and their targets:",
         "",
         *[f"- {line}" for line in results["ratios"]["lines"]],
         "",

@@ -1,1 +1,1 @@
-"""`make loadtest`: search clients and the loader against the local stack at once (see __main__)."""
+"""`make loadtest`: search clients and the loader at once against `make run`'s processes (see __main__)."""

@@ -15,10 +15,10 @@ def section(r: dict[str, Any], json_path: Path) -> str:
     s, loader, load = r["search"], r["loader"], r["machine"]["load_avg_1_5_15_at_start"]
     lines = [
         BEGIN,
-        "## Load test (issue 7)",
+        "## Load test",
         "",
         f"`{r['command']}` (what `make loadtest` runs) at commit {r.get('commit', '?')}, {r['when']}: "
-        "the local stack (`make run`'s processes, fresh data directory), "
+        "`make run`'s processes (fresh data directory), "
         f"{r['users']} locust clients posting `/search` back to back for {r['duration_s']} s while the loader "
         f"posted {loader['documents']:,} SciFact abstracts (batches of {loader['batch_size']}), /healthz of both "
         f"services probed every 100 ms. {r['machine']['cpus']} CPUs; load average at the start "

@@ -150,23 +150,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             prober.start()
             clients = locust(urls["query"], args.users, args.duration, work / "search", env)
             loader_started = time.monotonic()
-            loader += [
-                "--corpus",
-                str(args.corpus),
-                "--limit",
-                str(args.docs),
-                "--batch-size",
-                str(args.batch_size),
-            ]
+            loader += ["--corpus", str(args.corpus), "--limit", str(args.docs)]
+            loader += ["--batch-size", str(args.batch_size)]
             with (work / "loader.log").open("wb") as out:
-                loader_rc = subprocess.run(
-                    loader,
-                    cwd=ROOT,
-                    env=env,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    timeout=args.duration + 900,
-                ).returncode
+                loaded = subprocess.run(loader, cwd=ROOT, env=env, stdout=out, stderr=out, timeout=1800)
+            loader_rc = loaded.returncode
             loader_s = time.monotonic() - loader_started
             clients_rc = clients.wait(timeout=args.duration + 120)
             prober.stopped.set()

@@ -45,7 +45,7 @@ def section(r: dict[str, Any], json_path: Path) -> str:
     verdict = ", ".join(f"{k}: {'yes' if ok else 'NO'}" for k, ok in r["checks"].items())
     lines += [
         "",
-        f"Done-when checks: {verdict}. Latency percentiles are locust's (rounded to 2 significant "
+        f"Checks: {verdict}. Latency percentiles are locust's (rounded to 2 significant "
         f"digits above 100 ms). Raw numbers: `{json_path.name}` beside this file.",
         END,
     ]

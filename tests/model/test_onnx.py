@@ -21,9 +21,9 @@ from twotower import ArtifactError, DualTowerWithFC
 from twotower.beir import load_queries
 from twotower.corpus import open_corpus
 from twotower.engine import open_encoder
-from twotower.engine.export import FP32_FFN_LAYERS
 from twotower.engine.export import main as export_cli
-from twotower.engine.onnx_engine import INT8_RECIPE, MANIFEST_FILE, ONNX_DIR, OnnxEncoder, has_onnx
+from twotower.engine.onnx_engine import OnnxEncoder
+from twotower.engine.onnx_format import FP32_FFN_LAYERS, INT8_RECIPE, MANIFEST_FILE, ONNX_DIR, has_onnx
 from twotower.registry import latest_version
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -373,7 +373,8 @@ def test_a_backbone_the_towers_cannot_run_by_hand_is_refused_by_export_and_encod
     from sentence_transformers.sentence_transformer.modules import Dense
 
     from twotower.engine.export import export_onnx
-    from twotower.engine.torch_engine import TorchEncoder, unsupported_backbone
+    from twotower.engine.torch_engine import TorchEncoder
+    from twotower.model import unsupported_backbone
 
     base = DualTowerWithFC(device="cpu")
     assert unsupported_backbone(base) is None

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 log = logging.getLogger(__name__)
 
@@ -85,23 +85,20 @@ class IngestClient:
             body: dict[str, Any] = response.json()
             return body
 
-        def warn(state: RetryCallState) -> None:
-            log.warning(
-                "%s %s failed (%s); retry %d/%d in %.1fs",
-                method,
-                path,
-                state.outcome.exception() if state.outcome else "",
-                state.attempt_number,
-                self.retries,
-                state.upcoming_sleep,
-            )
-
         retrying = Retrying(
             stop=stop_after_attempt(self.retries + 1),
             wait=wait_exponential(multiplier=self.backoff_s, max=self.max_backoff_s),
             retry=retry_if_exception_type(_RetryableError),
             sleep=self.sleep,
-            before_sleep=warn,
+            before_sleep=lambda state: log.warning(
+                "%s %s failed (%s); retry %d/%d in %.1fs",
+                method,
+                path,
+                state.outcome and state.outcome.exception(),
+                state.attempt_number,
+                self.retries,
+                state.upcoming_sleep,
+            ),
             reraise=True,
         )
         try:

@@ -31,14 +31,7 @@ import numpy as np
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 from chromadb.errors import ChromaError, NotFoundError
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_chain,
-    wait_fixed,
-)
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_chain, wait_fixed
 
 from twotower.index.chroma_client import QueryTransport, connect
 
@@ -61,20 +54,16 @@ class StoreFailed(StoreUnavailable):
     """Chroma answered, with a server error (a 5xx): it was neither unreachable nor stalled."""
 
 
-def _log_retry(state: RetryCallState) -> None:
-    log.info(
-        "%s; sending the read again in %.2f s",
-        state.outcome.exception() if state.outcome else "",
-        state.upcoming_sleep,
-    )
-
-
 # Thread-safe: tenacity keeps each call's state in a thread-local.
 _READ_RETRY = Retrying(
     stop=stop_after_attempt(len(READ_RETRY_PAUSES_S) + 1),
-    wait=wait_chain(*(wait_fixed(p) for p in READ_RETRY_PAUSES_S)),
+    wait=wait_chain(*map(wait_fixed, READ_RETRY_PAUSES_S)),
     retry=retry_if_exception_type(StoreFailed),
-    before_sleep=_log_retry,
+    before_sleep=lambda state: log.info(
+        "%s; sending the read again in %.2f s",
+        state.outcome and state.outcome.exception(),
+        state.upcoming_sleep,
+    ),
     reraise=True,
 )
 

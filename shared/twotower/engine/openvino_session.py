@@ -1,10 +1,5 @@
-"""OpenVINO as a second runtime of the exported fp32 graphs on CPU, behind the two ONNX Runtime
-`InferenceSession` methods `OnnxEncoder` calls.
-
-OpenVINO runs a graph in bfloat16 where the CPU computes it natively (AVX512_BF16 or AMX; its
-default there), else in fp32. The int8 graphs are quantized for ONNX Runtime's kernels, so int8,
-like a GPU, always runs on onnxruntime.
-"""
+"""OpenVINO as a second runtime of the exported fp32 graphs on CPU (the int8 graphs are quantized for
+ONNX Runtime's kernels), behind the `InferenceSession` methods `OnnxEncoder` calls."""
 
 from __future__ import annotations
 
@@ -27,9 +22,9 @@ class Session(Protocol):
 
 class OpenVinoSession:
     """One graph compiled by OpenVINO for the CPU, behind the two InferenceSession methods the
-    engine calls, plus `run_all`. OpenVINO picks the precision (bfloat16 where the CPU has it
-    natively), and its threads are not pinned to cores, which the services share with Chroma and
-    each other.
+    engine calls, plus `run_all`. OpenVINO picks the precision (bfloat16 where the CPU computes it
+    natively: AVX512_BF16 or AMX; else fp32), and its threads are not pinned to cores, which the
+    services share with Chroma and each other.
 
     Only one Python thread at a time calls into OpenVINO here: `streams` infer requests run side by
     side on OpenVINO's own threads, started and collected by that one thread. (Chunks run from two

@@ -94,7 +94,9 @@ def test_int8_graphs_stay_close_to_fp32_and_each_text_gets_its_own_vector(
 
 
 def test_openvino_runs_the_fp32_graphs_like_onnxruntime(
-    trained: tuple[DualTowerWithFC, Path], scifact_texts: tuple[list[str], list[str]]
+    trained: tuple[DualTowerWithFC, Path],
+    scifact_texts: tuple[list[str], list[str]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The backend ingestion runs by default: in bfloat16 where the CPU has it, still within the
     issue's cosine >= 0.999 of PyTorch; chunked documents as if each were alone."""
@@ -111,16 +113,13 @@ def test_openvino_runs_the_fp32_graphs_like_onnxruntime(
     assert cosines(alone, encoder.encode_documents(abstracts[:3] + claims[:2])).min() >= 0.9999
     # Chunks are padded to widths in steps of 16 (OpenVINO keeps memory per input shape it ran).
     session, widths = encoder._session("document"), []
+    run_all = session.run_all
 
-    class Recording:
-        def get_inputs(self) -> Sequence[object]:
-            return session.get_inputs()
+    def recording(name: str, feeds: Sequence[dict[str, np.ndarray]]) -> list[np.ndarray]:
+        widths.extend(feed["input_ids"].shape[1] for feed in feeds)
+        return run_all(name, feeds)
 
-        def run(self, names: list[str], feed: dict[str, np.ndarray]) -> Sequence[object]:
-            widths.append(feed["input_ids"].shape[1])
-            return session.run(names, feed)
-
-    encoder._sessions["document"] = Recording()
+    monkeypatch.setattr(session, "run_all", recording)
     np.testing.assert_allclose(
         encoder.encode_documents(abstracts + claims),
         np.vstack([d, encoder.encode_documents(claims)]),

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 import onnxruntime as ort
@@ -33,12 +33,13 @@ from twotower.engine.onnx_format import (
     tower_file,
     verified_file,
 )
-from twotower.engine.openvino_session import OpenVinoSession, Session
+from twotower.engine.openvino_session import OpenVinoSession
 from twotower.registry import ArtifactError, find_version
 
 log = logging.getLogger(__name__)
 
 Backend = Literal["onnxruntime", "openvino"]
+Session: TypeAlias = "ort.InferenceSession | OpenVinoSession"
 
 
 def providers_for(device: str | None) -> list[Any]:
@@ -178,9 +179,10 @@ class OnnxEncoder:
                 if self.backend == "openvino":
                     # One stream per chunk run side by side, each on one thread; else one stream
                     # spread over the threads.
-                    compiled = OpenVinoSession(path, self.threads, streams=self.threads if chunked else 1)
-                    session: Session = compiled
-                    runtime = f"openvino {compiled.precision}"
+                    session: Session = OpenVinoSession(
+                        path, self.threads, streams=self.threads if chunked else 1
+                    )
+                    runtime = f"openvino {session.precision}"
                 else:
                     options = ort.SessionOptions()
                     options.intra_op_num_threads = 1 if chunked else self.threads
@@ -234,22 +236,25 @@ class OnnxEncoder:
             width = max(longest, min(rounded, self.max_seq_length))  # never past the window
             return pack(encodings, chunk, names=wanted, pad_id=self._pad_id, width=width)
 
-        def run(chunk: np.ndarray) -> np.ndarray:
-            return np.asarray(session.run(["embedding"], feed_of(chunk))[0])
-
+        feeds = [feed_of(chunk) for chunk in chunks]
         if isinstance(session, OpenVinoSession):
             # OpenVINO runs the chunks side by side on its own threads (one infer request per
             # stream), started and collected from this thread alone.
-            results = session.run_all("embedding", [feed_of(chunk) for chunk in chunks])
-        elif tower == "document" and self._parallel_chunks and len(chunks) > 1:
-            results = list(self._chunk_pool().map(run, chunks))  # ONNX Runtime releases the GIL
+            results = session.run_all("embedding", feeds)
         else:
-            # One such run at a time per encoder: each already spreads over the session's threads,
-            # sized so that workers × threads ≈ cores. Concurrent requests running side by side
-            # multiply that, and the event loop answering /healthz waited behind them; the lock's
-            # cost in queries/s under concurrency is within run-to-run noise.
-            with self._runs:
-                results = [run(chunk) for chunk in chunks]
+
+            def run(feed: dict[str, np.ndarray]) -> np.ndarray:
+                return np.asarray(session.run(["embedding"], feed)[0])
+
+            if tower == "document" and self._parallel_chunks and len(chunks) > 1:
+                results = list(self._chunk_pool().map(run, feeds))  # ONNX Runtime releases the GIL
+            else:
+                # One such run at a time per encoder: each already spreads over the session's
+                # threads, sized so that workers × threads ≈ cores. Concurrent requests running side
+                # by side multiply that, and the event loop answering /healthz waited behind them;
+                # the lock's cost in queries/s under concurrency is within run-to-run noise.
+                with self._runs:
+                    results = [run(feed) for feed in feeds]
         for chunk, vectors in zip(chunks, results, strict=True):
             out[chunk] = vectors
         return out

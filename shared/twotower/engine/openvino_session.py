@@ -1,5 +1,5 @@
 """OpenVINO as a second runtime of the exported fp32 graphs on CPU (the int8 graphs are quantized for
-ONNX Runtime's kernels), behind the `InferenceSession` methods `OnnxEncoder` calls."""
+ONNX Runtime's kernels), for `OnnxEncoder`."""
 
 from __future__ import annotations
 
@@ -7,22 +7,14 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 
-class Session(Protocol):
-    """What the engine calls on a loaded graph: ONNX Runtime's InferenceSession, or OpenVinoSession."""
-
-    def get_inputs(self) -> Sequence[Any]: ...
-
-    def run(self, output_names: list[str], input_feed: dict[str, np.ndarray]) -> Sequence[Any]: ...
-
-
 class OpenVinoSession:
-    """One graph compiled by OpenVINO for the CPU, behind the two InferenceSession methods the
-    engine calls, plus `run_all`. OpenVINO picks the precision (bfloat16 where the CPU computes it
+    """One graph compiled by OpenVINO for the CPU: `get_inputs` as ONNX Runtime's InferenceSession
+    has it, and `run_all` for the chunks of one encode call. OpenVINO picks the precision (bfloat16 where the CPU computes it
     natively: AVX512_BF16 or AMX; else fp32), and its threads are not pinned to cores, which the
     services share with Chroma and each other.
 
@@ -54,12 +46,6 @@ class OpenVinoSession:
     def get_inputs(self) -> list[SimpleNamespace]:
         return self._inputs
 
-    def run(self, output_names: list[str], input_feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        with self._lock:
-            request = self._requests[0]
-            request.start_async(input_feed)
-            return self._collect(request, output_names)
-
     def run_all(self, output_name: str, feeds: Sequence[dict[str, np.ndarray]]) -> list[np.ndarray]:
         """`output_name` for every feed, in order; up to `streams` feeds run at once."""
         results: list[np.ndarray] = []
@@ -68,14 +54,14 @@ class OpenVinoSession:
             for i, feed in enumerate(feeds):
                 request = self._requests[i % n]
                 if i >= n:  # the request's previous feed, i - n, is collected first
-                    results += self._collect(request, [output_name])
+                    results.append(self._collect(request, output_name))
                 request.start_async(feed)
             for i in range(max(0, len(feeds) - n), len(feeds)):
-                results += self._collect(self._requests[i % n], [output_name])
+                results.append(self._collect(self._requests[i % n], output_name))
         return results
 
     @staticmethod
-    def _collect(request: Any, output_names: list[str]) -> list[np.ndarray]:
+    def _collect(request: Any, output_name: str) -> np.ndarray:
         request.wait()
         # The request reuses its output memory on its next run.
-        return [np.array(request.get_tensor(name).data) for name in output_names]
+        return np.array(request.get_tensor(output_name).data)

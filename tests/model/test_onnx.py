@@ -99,7 +99,7 @@ def test_openvino_runs_the_fp32_graphs_like_onnxruntime(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The backend ingestion runs by default: in bfloat16 where the CPU has it, still within the
-    issue's cosine >= 0.999 of PyTorch; chunked documents as if each were alone."""
+    cosine >= 0.999 of PyTorch; chunked documents as if each were alone."""
     model, directory = trained
     claims, abstracts = scifact_texts
     encoder = OnnxEncoder(directory, threads=2, backend="openvino")

@@ -61,10 +61,11 @@ test-slow: install ## Slow tests too (full corpora, training runs)
 test-durability: install ## kill -9 of Chroma, ingestion and query with 2,000+ documents: nothing acknowledged lost
 	$(PY) -m pytest -m durability
 
-lint: install ## ruff + mypy
+lint: install ## ruff + mypy + the import layers (import-linter, pyproject.toml)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy shared/twotower services
+	$(VENV)/bin/lint-imports
 
 train: install ## Train on SciFact train qrels and publish a version to $(WEIGHTS_DIR)
 	$(PY) -m training.train --data $(DATA)/scifact --weights-dir $(WEIGHTS_DIR) $(ARGS)
@@ -76,10 +77,10 @@ eval-served: install ## The same metrics measured through the running services' 
 	$(PY) -m training.eval_served --data $(DATA)/scifact --split test $(ARGS)
 
 rollout: install ## Serve published VERSION=<v>: online migration, no restart (--status, --abort: ARGS=...)
-	$(PY) -m training.rollout $(VERSION) --weights-dir $(WEIGHTS_DIR) $(ARGS)
+	$(PY) -m ops.rollout $(VERSION) --weights-dir $(WEIGHTS_DIR) $(ARGS)
 
 cleanup: install ## Drop the Chroma collections of model versions no longer served
-	$(PY) -m training.rollout --cleanup --weights-dir $(WEIGHTS_DIR) $(ARGS)
+	$(PY) -m ops.rollout --cleanup --weights-dir $(WEIGHTS_DIR) $(ARGS)
 
 bench: install ## Serving speed of both engines in one run (own Chroma + services): docs/benchmarks.md, runs/bench.json
 	$(PY) -m bench --weights-dir $(WEIGHTS_DIR) $(ARGS)

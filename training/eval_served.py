@@ -3,8 +3,8 @@
     python -m training.eval_served --data ../shared/data/scifact --split test \
         --ingest-url http://localhost:8001 --query-url http://localhost:8000
 
-Posts the BEIR corpus to the ingestion service (through `services.loader`, the same client the
-loader uses), then sends every query of the split to the query service's `/search` with k=100 and
+Posts the BEIR corpus to the ingestion service (through `twotower.client`, the client the loader
+uses), then sends every query of the split to the query service's `/search` with k=100 and
 scores the answers with the same metrics as `training.evaluate`. Both services must serve the same
 model version (each version has its own collection).
 """

@@ -5,8 +5,8 @@
 
 Retrieval is exhaustive (exact cosine over the whole corpus); documents are `title + " " + text`,
 embedded as the ingestion service embeds them (long ones as passages, a document scoring its best
-passage; `--no-passages` truncates each to the model's window instead); metrics follow trec_eval
-(see `shared/twotower/metrics.py`). Prints a table and writes JSON.
+passage; `--no-passages` truncates each to the model's window instead); metrics are trec_eval's
+(`twotower.metrics`). Prints a table and writes JSON.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ import torch
 
 from twotower import DualTowerWithFC
 from twotower.beir import BeirDoc
-from twotower.engine.torch_engine import offsets_tokenizer
 from twotower.index.passages import PassageConfig, split
+from twotower.model import offsets_tokenizer
 from twotower.text import format_document
 
 

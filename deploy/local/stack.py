@@ -34,7 +34,7 @@ from deploy.local.compose import (
     local_services,
 )
 from deploy.local.supervisor import ServiceExitedError, Supervisor
-from twotower.engine.onnx_engine import has_onnx
+from twotower.engine.onnx_format import has_onnx
 from twotower.registry import latest_version
 
 log = logging.getLogger("stack")

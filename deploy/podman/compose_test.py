@@ -18,7 +18,7 @@ Steps (each asserted; the run stops at the first failure and still cleans up):
   6. Chroma's container restarted, then `down` + `up`: every document found again each time;
   7. the trainer profile: a frozen-backbone 1-epoch run publishes a new version to the weights volume
      (LATEST moves), which the services see on their read-only mount;
-  8. `python -m training.rollout <new version>` from the trainer image: both services serve it within
+  8. `python -m ops.rollout <new version>` from the trainer image: both services serve it within
      a minute, with no container restarted, and every document is found again.
 On exit, whatever happened: `down -v` (containers, network, volumes), anything else labelled with the
 project removed, the ticker and the API service stopped. The built images stay (the next run's cache).
@@ -237,7 +237,7 @@ def run(engine: Engine, timings: dict[str, float], report: dict[str, Any]) -> No
             s: (c["Id"], c["State"]["StartedAt"]) for s in ("query", "ingest") for c in [engine.container(s)]
         }
         engine.compose(
-            "run", "--rm", "trainer", "python", "-m", "training.rollout", latest,
+            "run", "--rm", "trainer", "python", "-m", "ops.rollout", latest,
             "--weights-dir", "/weights", "--chroma-host", "chroma", "--chroma-port", "8000", "--engine", "onnx",
             timeout=1200,
         )  # fmt: skip

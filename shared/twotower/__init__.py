@@ -1,8 +1,9 @@
 """The two-tower package: the model and its artifacts, the serving engines, and the index layer.
 
-    twotower.config / model / backbone / artifacts   the model (PyTorch): DualTowerWithFC, save/load/publish
+    twotower.config / model / backbone / artifacts   the model (PyTorch): DualTowerWithFC, save/load
     twotower.registry                                 published versions on disk, without PyTorch
-    twotower.engine                                   the two towers as a service runs them (torch or ONNX)
+    twotower.engine                                   the two towers as a service runs them (torch or ONNX);
+                                                      engine.export publishes a version with its ONNX export
     twotower.index                                    the Chroma index: store, documents, serving pointer
     twotower.beir / corpus / client / limits / text   data readers, the ingestion API's client and bounds
 
@@ -26,7 +27,7 @@ _LAZY = {
     "load": "twotower.artifacts",
     "load_published": "twotower.artifacts",
     "model_version": "twotower.artifacts",
-    "publish": "twotower.artifacts",
+    "publish": "twotower.engine.export",
     "save": "twotower.artifacts",
 }
 

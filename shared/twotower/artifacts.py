@@ -1,17 +1,14 @@
-"""Model artifacts: `config.json` + `model.safetensors`, a content-derived version, publishing.
+"""Model artifacts: `config.json` + `model.safetensors` and a content-derived version.
 
-The on-disk layout and the reading that needs no PyTorch live in `twotower.registry`. No pickle
-anywhere: tensors live in safetensors, everything else in JSON.
+The on-disk layout and the reading that needs no PyTorch live in `twotower.registry`; publishing
+(a version with its ONNX export, then `LATEST`) in `twotower.engine.export`. No pickle anywhere:
+tensors live in safetensors, everything else in JSON.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +27,6 @@ from twotower.registry import (
     latest_version,
     read_config,
 )
-
-log = logging.getLogger(__name__)
 
 
 def _tensors(model: DualTowerWithFC) -> dict[str, torch.Tensor]:
@@ -131,53 +126,6 @@ def load(directory: str | Path, device: str | None = None) -> DualTowerWithFC:
             f"{config_json.get('version')!r} (weights changed or belong to another artifact)"
         )
     return model
-
-
-def publish(
-    model: DualTowerWithFC,
-    root: str | Path,
-    metadata: dict[str, Any] | None = None,
-    *,
-    onnx: bool = True,
-    int8: bool = True,
-) -> str:
-    """Write `root/<version>/` (with its ONNX export unless `onnx=False`: fp32 graphs, and the int8
-    ones the services run by default unless `int8=False`), then atomically point `root/LATEST` at it;
-    return the version.
-
-    Readers never see a half-written version: the directory is renamed into place, and LATEST is
-    replaced with `os.replace` (atomic on POSIX) only after the directory is complete.
-    """
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
-    try:
-        version = save(model, staging, metadata)
-        target = root / version
-        if target.exists():
-            log.info("version %s already published; reusing it", version)
-            shutil.rmtree(staging)
-            if onnx:
-                _export_onnx(model, target, int8, missing_only=True)
-        else:
-            if onnx:
-                _export_onnx(model, staging, int8)
-            os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    pointer = root / f".{LATEST_FILE}.{os.getpid()}.tmp"
-    pointer.write_text(version + "\n")
-    os.replace(pointer, root / LATEST_FILE)
-    return version
-
-
-def _export_onnx(model: DualTowerWithFC, directory: Path, int8: bool, missing_only: bool = False) -> None:
-    # Imported here: the exporter needs the `onnx` package, which only publishing uses.
-    from twotower.engine.export import export_onnx, is_exported
-
-    if not (missing_only and is_exported(directory, int8)):
-        export_onnx(model, directory, int8=int8)
 
 
 def load_published(

@@ -1,4 +1,4 @@
-"""A small client of the ingestion API with the retry policy the loader needs.
+"""A small client of the ingestion API with the retry policy the loader needs (tenacity).
 
 Connection errors, timeouts and 5xx answers are retried with exponential backoff (posting the
 same ids again is safe: the API upserts). 4xx answers are the request's fault and are not retried.
@@ -12,12 +12,17 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 log = logging.getLogger(__name__)
 
 
 class LoaderError(RuntimeError):
     """The API refused a request (4xx), or kept failing after every retry."""
+
+
+class _RetryableError(Exception):
+    """An attempt that may succeed when sent again: a transport error or a 5xx answer."""
 
 
 def _reason(response: httpx.Response) -> str:
@@ -64,35 +69,44 @@ class IngestClient:
     ) -> dict[str, Any]:
         """Send, retrying transport errors and 5xx answers with backoff. `on_failure` sees each 5xx
         answer and returns the keyword arguments of the next attempt (default: the same)."""
-        last = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                delay = min(self.backoff_s * 2 ** (attempt - 1), self.max_backoff_s)
-                log.warning(
-                    "%s %s failed (%s); retry %d/%d in %.1fs",
-                    method,
-                    path,
-                    last,
-                    attempt,
-                    self.retries,
-                    delay,
-                )
-                self.sleep(delay)
+
+        def attempt() -> dict[str, Any]:
+            nonlocal kwargs
             try:
                 response = self.http.request(method, path, **kwargs)
             except httpx.TransportError as exc:
-                last = f"{type(exc).__name__}: {exc}"
-                continue
+                raise _RetryableError(f"{type(exc).__name__}: {exc}") from exc
             if response.status_code >= 500:
-                last = _reason(response)
                 if on_failure is not None:
                     kwargs = on_failure(response)
-                continue
+                raise _RetryableError(_reason(response))
             if response.status_code >= 400:
                 raise LoaderError(f"{method} {self.url}{path} was refused: {_reason(response)}")
             body: dict[str, Any] = response.json()
             return body
-        raise LoaderError(f"{method} {self.url}{path} failed after {self.retries + 1} attempts: {last}")
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.retries + 1),
+            wait=wait_exponential(multiplier=self.backoff_s, max=self.max_backoff_s),
+            retry=retry_if_exception_type(_RetryableError),
+            sleep=self.sleep,
+            before_sleep=lambda state: log.warning(
+                "%s %s failed (%s); retry %d/%d in %.1fs",
+                method,
+                path,
+                state.outcome and state.outcome.exception(),
+                state.attempt_number,
+                self.retries,
+                state.upcoming_sleep,
+            ),
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except _RetryableError as exc:
+            raise LoaderError(
+                f"{method} {self.url}{path} failed after {self.retries + 1} attempts: {exc}"
+            ) from exc
 
     def stats(self) -> dict[str, Any]:
         return self._request("GET", "/stats")

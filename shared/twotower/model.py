@@ -8,6 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sentence_transformers import SentenceTransformer
+from tokenizers import Tokenizer
 from torch import nn
 
 from twotower.backbone import default_device, load_backbone
@@ -123,3 +124,30 @@ class DualTowerWithFC(nn.Module):
         self.eval()
         out = head(self.embed_backbone(texts, batch_size=batch_size, progress=progress))
         return out.float().cpu().numpy()
+
+
+def unsupported_backbone(model: DualTowerWithFC) -> str | None:
+    """None when the backbone is a transformer and mean pooling (then an optional Normalize, which
+    the towers apply anyway), the one shape the towers are run by hand in (the ONNX export, the
+    torch engine's direct path); else what it is instead, for a message."""
+    modules = [type(m).__name__ for m in model.backbone]
+    pooling = getattr(model.backbone[1], "pooling_mode", None) if len(modules) > 1 else None
+    if modules[:2] == ["Transformer", "Pooling"] and pooling == "mean" and modules[2:] in ([], ["Normalize"]):
+        return None
+    return f"{modules} (pooling {pooling})"
+
+
+def mean_pooled(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """sentence-transformers' mean pooling (padded positions excluded), at unit length: what the
+    backbone's Pooling and Normalize compute from the transformer's last hidden state."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return F.normalize((hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9), dim=-1)
+
+
+def offsets_tokenizer(model: DualTowerWithFC) -> Tokenizer:
+    """The backbone's Rust tokenizer without truncation or padding (for counting tokens and
+    splitting passages), copied so that configuring it never touches the one the model encodes with."""
+    tokenizer = Tokenizer.from_str(model.backbone.tokenizer.backend_tokenizer.to_str())
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer

@@ -180,7 +180,7 @@ TOOLS = [
     "training.train",
     "training.evaluate",
     "training.eval_served",
-    "training.rollout",
+    "ops.rollout",
     "services.loader.cli",
 ]
 

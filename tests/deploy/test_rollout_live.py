@@ -1,5 +1,5 @@
 """A model rollout as an operator runs it: real gunicorn workers (2 per service) started from the
-compose file's own commands, a real Chroma server, `python -m training.rollout` as its own process,
+compose file's own commands, a real Chroma server, `python -m ops.rollout` as its own process,
 while a writer keeps posting, updating and deleting documents and a reader keeps searching.
 
 1. A -> B in one go, then B -> A with the rollout process killed (SIGKILL) half-way and run again:
@@ -94,7 +94,7 @@ class Live:
         return ChromaStore("127.0.0.1", self.chroma_port, PREFIX)
 
     def rollout(self, *args: str) -> subprocess.Popen[bytes]:
-        argv = [sys.executable, "-m", "training.rollout", *args, "--weights-dir", str(self.weights)]
+        argv = [sys.executable, "-m", "ops.rollout", *args, "--weights-dir", str(self.weights)]
         argv += ["--chroma-port", str(self.chroma_port), "--engine", "onnx", "--batch-size", "8"]
         out = open(self.logs / "rollout.log", "ab")  # noqa: SIM115
         return subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

@@ -21,9 +21,9 @@ from twotower import ArtifactError, DualTowerWithFC
 from twotower.beir import load_queries
 from twotower.corpus import open_corpus
 from twotower.engine import open_encoder
-from twotower.engine.export import FP32_FFN_LAYERS
 from twotower.engine.export import main as export_cli
-from twotower.engine.onnx_engine import INT8_RECIPE, MANIFEST_FILE, ONNX_DIR, OnnxEncoder, has_onnx
+from twotower.engine.onnx_engine import OnnxEncoder
+from twotower.engine.onnx_format import FP32_FFN_LAYERS, INT8_RECIPE, MANIFEST_FILE, ONNX_DIR, has_onnx
 from twotower.registry import latest_version
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,10 +94,12 @@ def test_int8_graphs_stay_close_to_fp32_and_each_text_gets_its_own_vector(
 
 
 def test_openvino_runs_the_fp32_graphs_like_onnxruntime(
-    trained: tuple[DualTowerWithFC, Path], scifact_texts: tuple[list[str], list[str]]
+    trained: tuple[DualTowerWithFC, Path],
+    scifact_texts: tuple[list[str], list[str]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The backend ingestion runs by default: in bfloat16 where the CPU has it, still within the
-    issue's cosine >= 0.999 of PyTorch; chunked documents as if each were alone."""
+    cosine >= 0.999 of PyTorch; chunked documents as if each were alone."""
     model, directory = trained
     claims, abstracts = scifact_texts
     encoder = OnnxEncoder(directory, threads=2, backend="openvino")
@@ -111,16 +113,13 @@ def test_openvino_runs_the_fp32_graphs_like_onnxruntime(
     assert cosines(alone, encoder.encode_documents(abstracts[:3] + claims[:2])).min() >= 0.9999
     # Chunks are padded to widths in steps of 16 (OpenVINO keeps memory per input shape it ran).
     session, widths = encoder._session("document"), []
+    run_all = session.run_all
 
-    class Recording:
-        def get_inputs(self) -> Sequence[object]:
-            return session.get_inputs()
+    def recording(name: str, feeds: Sequence[dict[str, np.ndarray]]) -> list[np.ndarray]:
+        widths.extend(feed["input_ids"].shape[1] for feed in feeds)
+        return run_all(name, feeds)
 
-        def run(self, names: list[str], feed: dict[str, np.ndarray]) -> Sequence[object]:
-            widths.append(feed["input_ids"].shape[1])
-            return session.run(names, feed)
-
-    encoder._sessions["document"] = Recording()
+    monkeypatch.setattr(session, "run_all", recording)
     np.testing.assert_allclose(
         encoder.encode_documents(abstracts + claims),
         np.vstack([d, encoder.encode_documents(claims)]),
@@ -373,7 +372,8 @@ def test_a_backbone_the_towers_cannot_run_by_hand_is_refused_by_export_and_encod
     from sentence_transformers.sentence_transformer.modules import Dense
 
     from twotower.engine.export import export_onnx
-    from twotower.engine.torch_engine import TorchEncoder, unsupported_backbone
+    from twotower.engine.torch_engine import TorchEncoder
+    from twotower.model import unsupported_backbone
 
     base = DualTowerWithFC(device="cpu")
     assert unsupported_backbone(base) is None

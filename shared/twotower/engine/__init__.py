@@ -12,6 +12,7 @@ the model.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
@@ -95,3 +96,11 @@ def find_published(roots: Sequence[str | Path]) -> str | None:
         if version is not None:
             return version
     return None
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (a container's cpuset, not the host's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)

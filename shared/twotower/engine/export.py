@@ -1,4 +1,5 @@
-"""Export a model version's two towers to ONNX (needs PyTorch and `onnx`; serving then needs neither).
+"""Publishing a model version, and exporting its two towers to ONNX (needs PyTorch and `onnx`;
+serving then needs neither).
 
     python -m twotower.engine.export --weights-dir weights [--version V]   export a published version
     python -m twotower.engine.export --base --out DIR                      publish the untrained base
@@ -8,7 +9,8 @@ Each tower becomes one graph computing exactly what `DualTowerWithFC.encode_quer
 head, normalize. Batch and sequence axes are dynamic. The graphs, the tokenizer and a manifest with
 each file's sha256 go into `<version>/onnx/`, which appears atomically (renamed into place), and
 every export is checked against the PyTorch towers before it is kept. Each tower also gets an int8
-graph (`_quantize`; `--no-int8` to skip), checked against its fp32 graph.
+graph (`_quantize`; `--no-int8` to skip), checked against its fp32 graph. The files are
+`twotower.engine.onnx_format`'s.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import copy
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 import warnings
@@ -30,24 +31,25 @@ import numpy as np
 import torch
 from torch import nn
 
-from twotower.artifacts import load, model_version, publish
+from twotower.artifacts import load, model_version, save
 from twotower.config import PACKAGED_BASE_MODEL, ModelConfig
+from twotower.engine import Tower
 from twotower.engine.batching import INPUTS
-from twotower.engine.onnx_engine import (
+from twotower.engine.onnx_engine import OnnxEncoder
+from twotower.engine.onnx_format import (
+    FFN_DOWN_PROJECTION,
     INT8_RECIPE,
     MANIFEST_FILE,
     ONNX_DIR,
     ONNX_FORMAT,
     TOKENIZER_FILE,
-    OnnxEncoder,
-    Tower,
     has_onnx,
+    kept_fp32,
     sha256_file,
     tower_file,
 )
-from twotower.engine.torch_engine import mean_pooled, offsets_tokenizer, unsupported_backbone
-from twotower.model import DualTowerWithFC, TowerHead
-from twotower.registry import ArtifactError, find_version, latest_version, read_config
+from twotower.model import DualTowerWithFC, TowerHead, mean_pooled, offsets_tokenizer, unsupported_backbone
+from twotower.registry import LATEST_FILE, ArtifactError, find_version, latest_version, read_config
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +61,8 @@ CHECK_TEXTS = [
     "A list comprehension builds a list from an iterable in a single expression. " * 40,
 ]
 MIN_COSINE = 0.999
-# int8 graphs against fp32 ones: quantization moves vectors a little (mean cosine 0.994 on SciFact,
-# docs/benchmarks.md); a broken quantization (wrong nodes, saturated scales) lands far below this.
+# int8 graphs against fp32 ones: quantization moves vectors a little; a broken quantization (wrong
+# nodes, saturated scales) lands far below this.
 MIN_COSINE_INT8 = 0.98
 
 
@@ -103,21 +105,6 @@ def _export_tower(model: DualTowerWithFC, head: TowerHead, path: Path) -> None:
             do_constant_folding=True,
             dynamo=False,
         )
-
-
-# MatMuls that int8 graphs keep in fp32 besides attention's activation-by-activation products: the
-# feed-forward down-projections (`layer.N/output/dense`, whose inputs, the GELU outputs, have the
-# widest range) of the first FP32_FFN_LAYERS layers, where int8 rounding moved the vectors most.
-# Measured on 400 SciFact claims (docs/benchmarks.md): every weight MatMul int8, mean cosine to fp32
-# 0.9935 (min 0.9884); these three kept fp32, 0.9965 (min 0.9937), at about 1 ms more per query.
-FP32_FFN_LAYERS = 3
-FFN_DOWN_PROJECTION = re.compile(r"/layer\.(\d+)/output/dense/MatMul$")
-
-
-def kept_fp32(node_name: str) -> bool:
-    """Whether an int8 graph keeps this weight MatMul in fp32."""
-    match = FFN_DOWN_PROJECTION.search(node_name)
-    return match is not None and int(match.group(1)) < FP32_FFN_LAYERS
 
 
 def _quantize(source: Path, target: Path) -> None:
@@ -219,7 +206,7 @@ def export_onnx(model: DualTowerWithFC, version_dir: str | Path, *, int8: bool =
     cpu_model = copy.deepcopy(model).to("cpu").eval()
     cpu_model.device_name = "cpu"
     # Plain attention (matmul, mask, softmax) rather than the SDPA kernel's traced decomposition:
-    # the same numbers, and ONNX Runtime runs it about 10% faster on CPU (docs/benchmarks.md).
+    # the same numbers, and ONNX Runtime runs it faster on CPU.
     transformer: Any = cpu_model.backbone[0].auto_model
     transformer.set_attn_implementation("eager")
     staging = Path(tempfile.mkdtemp(prefix=".onnx-", dir=version_dir))
@@ -254,6 +241,53 @@ def export_published(
         log.info("version %s already has an ONNX export in %s", version, directory / ONNX_DIR)
         return directory / ONNX_DIR
     return export_onnx(load(directory, device="cpu"), directory, int8=int8)
+
+
+def publish(
+    model: DualTowerWithFC,
+    root: str | Path,
+    metadata: dict[str, Any] | None = None,
+    *,
+    onnx: bool = True,
+    int8: bool = True,
+) -> str:
+    """Write `root/<version>/` (with its ONNX export unless `onnx=False`: fp32 graphs, and the int8
+    ones the services run by default unless `int8=False`), then atomically point `root/LATEST` at it;
+    return the version.
+
+    Readers never see a half-written version: the directory is renamed into place, and LATEST is
+    replaced with `os.replace` (atomic on POSIX) only after the directory is complete.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
+    try:
+        version = save(model, staging, metadata)
+        target = root / version
+        if target.exists():
+            log.info("version %s already published; reusing it", version)
+            shutil.rmtree(staging)
+            if onnx and not is_exported(target, int8):
+                export_onnx(model, target, int8=int8)
+        else:
+            if onnx:
+                export_onnx(model, staging, int8=int8)
+            os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    pointer = root / f".{LATEST_FILE}.{os.getpid()}.tmp"
+    pointer.write_text(version + "\n")
+    os.replace(pointer, root / LATEST_FILE)
+    return version
+
+
+def _export_onnx(model: DualTowerWithFC, directory: Path, int8: bool, missing_only: bool = False) -> None:
+    # Imported here: the exporter needs the `onnx` package, which only publishing uses.
+    from twotower.engine.export import export_onnx, is_exported
+
+    if not (missing_only and is_exported(directory, int8)):
+        export_onnx(model, directory, int8=int8)
 
 
 def publish_base(

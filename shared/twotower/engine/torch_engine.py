@@ -12,14 +12,13 @@ from typing import cast
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tokenizers import Tokenizer
 
 from twotower.artifacts import load, model_version
 from twotower.config import ModelConfig
 from twotower.engine import Engine
 from twotower.engine.batching import INPUTS, length_sorted_chunks, pack
-from twotower.model import DualTowerWithFC, TowerHead
+from twotower.model import DualTowerWithFC, TowerHead, mean_pooled, offsets_tokenizer, unsupported_backbone
 from twotower.registry import find_version
 
 log = logging.getLogger(__name__)
@@ -52,13 +51,13 @@ class TorchEncoder:
         # On a GPU the documents' backbone runs in fp16 (autocast keeps norms and softmax in fp32;
         # `make bench-gpu` checks cosine >= 0.999 to fp32 CPU vectors), in batches that fill the
         # chip. Queries stay fp32: one short text is launch-bound, and autocast's per-call weight
-        # casts cost it time (H200: p50 6.4 ms against 5.1, p99 50 ms against 7; docs/benchmarks.md).
+        # casts cost it more time than fp16 saves.
         self.half = gpu
         self.batch_size = 256 if gpu else 64
         # `direct`: tokenize with the Rust tokenizer (all texts at once, in parallel, GIL released)
         # and run the transformer, mean pooling and head here, instead of sentence-transformers'
-        # `encode`, whose tokenizing through transformers took 1.7 of the 2.1 s that 5,183 SciFact
-        # abstracts took on an H200. The default on a GPU; on CPU the forward pass dominates.
+        # `encode`, whose tokenizing through transformers dominates on a GPU. The default on a GPU;
+        # on CPU the forward pass dominates.
         self.direct = (gpu if direct is None else direct) and unsupported_backbone(model) is None
         if self.direct:
             self._encoding = offsets_tokenizer(model)  # a copy of its own, configured once here
@@ -67,9 +66,8 @@ class TorchEncoder:
             self._inputs = [n for n in INPUTS if n in model.backbone.tokenizer.model_input_names]
         # `graphs`: on a GPU, queries replay CUDA graphs of the query tower, one per shape in
         # GRAPH_BATCHES x GRAPH_WIDTHS, captured on first use: a short query is bound by launching
-        # the transformer's kernels one by one from Python, which a replay does at once
-        # (docs/benchmarks.md, "On a GPU"). Only on the direct path; a capture that fails turns
-        # them off (logged) and queries run eagerly.
+        # the transformer's kernels one by one from Python, which a replay does at once. Only on
+        # the direct path; a capture that fails turns them off (logged) and queries run eagerly.
         self.graphs = self.direct and gpu and (graphs is None or graphs)
         self._captured: dict[tuple[int, int], CapturedTower] = {}
         # Hugging Face fast tokenizers are not safe to call from several threads at once ("Already
@@ -227,30 +225,3 @@ class CapturedTower:
             self.inputs[name].copy_(torch.from_numpy(a))
         self.graph.replay()
         return cast(np.ndarray, self.output.cpu().numpy())
-
-
-def unsupported_backbone(model: DualTowerWithFC) -> str | None:
-    """None when the backbone is a transformer and mean pooling (then an optional Normalize, which
-    the towers apply anyway), the one shape the towers are run by hand in (`TowerGraph` for the ONNX
-    export, `TorchEncoder.direct`); else what it is instead, for a message."""
-    modules = [type(m).__name__ for m in model.backbone]
-    pooling = getattr(model.backbone[1], "pooling_mode", None) if len(modules) > 1 else None
-    if modules[:2] == ["Transformer", "Pooling"] and pooling == "mean" and modules[2:] in ([], ["Normalize"]):
-        return None
-    return f"{modules} (pooling {pooling})"
-
-
-def mean_pooled(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """sentence-transformers' mean pooling (padded positions excluded), at unit length: what the
-    backbone's Pooling and Normalize compute from the transformer's last hidden state."""
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    return F.normalize((hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9), dim=-1)
-
-
-def offsets_tokenizer(model: DualTowerWithFC) -> Tokenizer:
-    """The backbone's Rust tokenizer without truncation or padding (for counting tokens and
-    splitting passages), copied so that configuring it never touches the one the model encodes with."""
-    tokenizer = Tokenizer.from_str(model.backbone.tokenizer.backend_tokenizer.to_str())
-    tokenizer.no_truncation()
-    tokenizer.no_padding()
-    return tokenizer

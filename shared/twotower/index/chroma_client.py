@@ -58,11 +58,8 @@ def connect(host: str, port: int, *, connect_timeout_s: float, timeout_s: float)
 
 class QueryTransport:
     """Chroma's query endpoint over keep-alive stdlib `http.client` connections, one per thread:
-    the search's hot path. chromadb's own client (httpx) spends about 0.5-0.75 ms more CPU per
-    query in the caller (a 20-result query took 0.77-1.03 ms of client CPU with it, 0.27-0.28 ms
-    this way, and 2.6-3.0 against 2.04 ms of wall time: docs/benchmarks.md, "Kept: the search's
-    Chroma queries skip chromadb's client"), which at 8 concurrent searches is CPU the towers and
-    Chroma lack. Same bounds as `TimedClient`: a connect timeout, then a timeout on every network
+    the search's hot path. chromadb's own client (httpx) spends several times more CPU per query
+    in the caller, which under concurrent searches is CPU the towers and Chroma lack. Same bounds as `TimedClient`: a connect timeout, then a timeout on every network
     wait. It checks nothing before sending (chromadb's client checks a `where` filter first): the
     query service validates filters itself (twotower.limits.where_problem), and Chroma refuses what
     is still wrong.

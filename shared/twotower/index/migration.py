@@ -161,7 +161,7 @@ def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
 
 
 class Rollout:
-    """The operator's side: `make rollout VERSION=<v>` (training/rollout.py) drives this."""
+    """The operator's side: `make rollout VERSION=<v>` (ops/rollout.py) drives this."""
 
     def __init__(
         self,

@@ -11,7 +11,7 @@ the wire, and every failure becomes one of four errors:
 
 Writes go out in chunks no larger than the server's max batch size and well under its payload limit
 (Chroma refuses requests over 40 MiB), and `PartialWrite` says which records were stored when a
-later chunk failed. A read that Chroma failed is sent again, twice at most (see `_read`).
+later chunk failed. A read that Chroma failed is sent again, twice at most (see `_read`; tenacity).
 Collections are named `<prefix>-<name>`; `twotower.index.documents` lays documents and their
 passages out in them.
 """
@@ -31,6 +31,7 @@ import numpy as np
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 from chromadb.errors import ChromaError, NotFoundError
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_chain, wait_fixed
 
 from twotower.index.chroma_client import QueryTransport, connect
 
@@ -51,6 +52,20 @@ class StoreUnavailable(Exception):  # noqa: N818 - named for what clients see
 
 class StoreFailed(StoreUnavailable):
     """Chroma answered, with a server error (a 5xx): it was neither unreachable nor stalled."""
+
+
+# Thread-safe: tenacity keeps each call's state in a thread-local.
+_READ_RETRY = Retrying(
+    stop=stop_after_attempt(len(READ_RETRY_PAUSES_S) + 1),
+    wait=wait_chain(*map(wait_fixed, READ_RETRY_PAUSES_S)),
+    retry=retry_if_exception_type(StoreFailed),
+    before_sleep=lambda state: log.info(
+        "%s; sending the read again in %.2f s",
+        state.outcome and state.outcome.exception(),
+        state.upcoming_sleep,
+    ),
+    reraise=True,
+)
 
 
 class StoreRejected(ValueError):  # noqa: N818
@@ -284,20 +299,12 @@ class ChromaStore:
             raise CollectionMissing(f"collection {self.collection_name(name)!r} does not exist") from exc
 
     def _read(self, name: str, what: str, op: Callable[[Collection], T]) -> T:
-        """`_with_handle` for a read, sent again (after READ_RETRY_PAUSES_S) when Chroma failed it.
-        Chroma 1.5.9 now and then fails a query that races a write to the same collection with a
-        500, "Error executing plan: Internal error: Error finding id" (about one query in 7,000
-        under constant writes: docs/benchmarks.md, "Chroma failing a read that races a write");
-        the same read a moment later succeeds. A read changes nothing, so sending it again is
-        safe. A timeout or an unreachable server is not retried: that would only make the client
+        """`_with_handle` for a read, sent again (`_READ_RETRY`) when Chroma failed it: Chroma now and
+        then fails a query that races a write to the same collection with a 500 ("Error finding
+        id"), and the same read a moment later succeeds. A read changes nothing, so sending it again
+        is safe. A timeout or an unreachable server is not retried: that would only make the client
         wait longer for the same 503."""
-        for pause in READ_RETRY_PAUSES_S:
-            try:
-                return self._with_handle(name, what, op)
-            except StoreFailed as exc:
-                log.info("%s; sending the read again in %.2f s", exc, pause)
-                time.sleep(pause)
-        return self._with_handle(name, what, op)
+        return _READ_RETRY(self._with_handle, name, what, op)
 
     # -- records ---------------------------------------------------------------------------
     def chunks(self, records: Sequence[Record], dim: int) -> Iterator[range]:

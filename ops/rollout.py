@@ -1,9 +1,9 @@
 """Roll a published model version out while the services keep serving: `make rollout VERSION=<v>`.
 
-    python -m training.rollout 9f8e7d6c5b4a            # migrate to it, online; resumes if interrupted
-    python -m training.rollout --status                # what is served, and the migration's progress
-    python -m training.rollout --abort                 # back to the served version (target kept)
-    python -m training.rollout --cleanup               # drop collections no version is served from
+    python -m ops.rollout 9f8e7d6c5b4a            # migrate to it, online; resumes if interrupted
+    python -m ops.rollout --status                # what is served, and the migration's progress
+    python -m ops.rollout --abort                 # back to the served version (target kept)
+    python -m ops.rollout --cleanup               # drop collections no version is served from
 
 Publishing (training) never changes what is served: this does. The steps (twotower.index.migration):
 the target's collection is made and the serving pointer set to "migrating", from which moment the
@@ -30,12 +30,12 @@ from twotower.index.passages import PassageConfig
 from twotower.index.store import ChromaStore, StoreUnavailable
 from twotower.registry import ArtifactError
 
-log = logging.getLogger("training.rollout")
+log = logging.getLogger("ops.rollout")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m training.rollout",
+        prog="python -m ops.rollout",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -1,0 +1,1 @@
+"""Operator commands: serving a published model version (rollout, status, abort, cleanup)."""

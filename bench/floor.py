@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from bench.load import percentiles
 from twotower.engine import Engine, open_encoder
-from twotower.engine.onnx_engine import available_cpus
+from twotower.engine import available_cpus
 from twotower.index.store import ChromaStore
 
 Variant = Literal["fp32", "int8"]

@@ -38,9 +38,9 @@ WORKER_CLASS = "services.common.worker.ServiceWorker"
 
 
 LogFormat = Literal["plain", "json"]
-PLAIN = "%(asctime)s [%(process)d] %(levelname)s %(name)s [%(request_id)s]: %(message)s"
+PLAIN = "%(asctime)s [%(process)d] %(levelname)s %(name)s [%(correlation_id)s]: %(message)s"
 # python-json-logger: one JSON object per line, these fields (and any `extra`) as its keys.
-JSON_FIELDS = "%(asctime)s %(process)d %(levelname)s %(name)s %(request_id)s %(message)s"
+JSON_FIELDS = "%(asctime)s %(process)d %(levelname)s %(name)s %(correlation_id)s %(message)s"
 
 
 def logconfig(level: str, fmt: LogFormat = "plain") -> dict[str, Any]:
@@ -52,11 +52,15 @@ def logconfig(level: str, fmt: LogFormat = "plain") -> dict[str, Any]:
         "disable_existing_loggers": False,
         "formatters": {
             "plain": {"format": PLAIN},
-            "json": {"()": "pythonjsonlogger.json.JsonFormatter", "fmt": JSON_FIELDS},
+            "json": {
+                "()": "pythonjsonlogger.json.JsonFormatter",
+                "fmt": JSON_FIELDS,
+                "rename_fields": {"correlation_id": "request_id"},
+            },
         },
         "filters": {
             # Every record gets the id of the request it was logged in ("-" outside one).
-            "request_id": {"()": "services.common.request_id.RequestIdFilter"},
+            "request_id": {"()": "asgi_correlation_id.CorrelationIdFilter", "default_value": "-"},
             "escape": {"()": f"{__name__}.EscapeControlsFilter"},
         },
         "handlers": {
@@ -69,10 +73,12 @@ def logconfig(level: str, fmt: LogFormat = "plain") -> dict[str, Any]:
             "gunicorn.error": {"level": level.upper(), "handlers": ["stdout"], "propagate": False},
             # uvicorn's access log (which the worker routes through this logger) is written outside
             # the request's context, so it could not show the request id: the app writes its own
-            # access line (services.access, see services/common/request_id.py) and this one is off.
+            # access line (services.access, see services/common/metrics.py) and this one is off.
             "gunicorn.access": {"level": "WARNING", "handlers": ["stdout"], "propagate": False},
             # One line per Chroma request is noise; failures surface as our own errors.
             "httpx": {"level": "WARNING"},
+            # A warning per request whose X-Request-ID was replaced: a client could flood the log.
+            "asgi_correlation_id": {"level": "ERROR"},
             "httpcore": {"level": "WARNING"},
         },
     }

@@ -152,10 +152,6 @@ def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Overloaded, _overloaded)
 
 
-# The old name, for callers not yet moved.
-register_store_errors = register_error_handlers
-
-
 Responses = dict[int | str, dict[str, Any]]
 
 

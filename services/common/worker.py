@@ -37,7 +37,7 @@ MAX_LINE_BYTES = 8 * 1024
 
 
 class HeadTooLargeError(Exception):
-    """Raised from a parser callback; httptools re-raises it from `feed_data`."""
+    """Raised from a parser callback; `feed_data` raises httptools' own error with it as context."""
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):

@@ -6,7 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from services.common.docs import serve_docs_offline
-from services.common.errors import register_store_errors
+from services.common.errors import register_error_handlers
 from services.common.limits import RequestGuard
 from services.common.observability import instrument_app, observed
 from services.common.state import lifespan
@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         setting="INGEST_MAX_BODY_BYTES",
         authorize=write_guard(settings),
     )
-    register_store_errors(app)
+    register_error_handlers(app)
     app.add_exception_handler(DocumentNotFoundError, _not_found)
     app.include_router(health.router)
     app.include_router(documents.router)

@@ -21,7 +21,9 @@ tower** of the served model version and stored, with its text, title and metadat
 version's Chroma collection (`<prefix>-<model version>`), where the query service finds it.
 
 * `POST /documents` upserts up to `INGEST_MAX_DOCUMENTS_PER_REQUEST` documents (default 1,000) and
-  answers only after Chroma stored them; re-posting an id replaces it.
+  answers only after Chroma stored them; re-posting an id replaces it. One request carries at most
+  `INGEST_MAX_REQUEST_CHARS` characters of text and titles (default 500,000; more is a **413**):
+  larger loads go in several requests (`python -m services.loader` splits them).
 * When `INGEST_API_KEY` is set, `POST` and `DELETE` need the `X-API-Key` header.
 * Chroma unreachable → **503** with the reason, and nothing is acknowledged.
 """

@@ -83,7 +83,15 @@ def validation_error(issues: Sequence[dict[str, Any]]) -> JSONResponse:
 
 async def _validation_failed(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    return validation_error(exc.errors())
+    issues = exc.errors()
+    content_type = request.headers.get("content-type", "")
+    # FastAPI parses JSON only when the content type says so; otherwise the whole body is "not an
+    # object", which hides the real mistake.
+    whole_body = [i for i in issues if tuple(i.get("loc", ())) == ("body",) and i.get("type") != "missing"]
+    if whole_body and "json" not in content_type.lower():
+        detail = f"the body must be JSON sent as Content-Type: application/json, not {content_type!r}"
+        return JSONResponse(status_code=415, content={"detail": bounded(detail)})
+    return validation_error(issues)
 
 
 async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
@@ -144,10 +152,6 @@ def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Overloaded, _overloaded)
 
 
-# The old name, for callers not yet moved.
-register_store_errors = register_error_handlers
-
-
 Responses = dict[int | str, dict[str, Any]]
 
 
@@ -179,6 +183,11 @@ BODY_RESPONSES: Responses = {
         413,
         "The body is larger than the service's limit (`*_MAX_BODY_BYTES`); refused before it is read.",
         "request body is larger than 65536 bytes (QUERY_MAX_BODY_BYTES)",
+    ),
+    **described(
+        415,
+        "The body was not sent as `Content-Type: application/json`.",
+        "the body must be JSON sent as Content-Type: application/json, not 'text/plain'",
     ),
     422: {
         "model": ValidationErrorBody,

@@ -146,6 +146,7 @@ def service_router(
         )
 
     @router.get("/healthz", summary="Liveness: the process answers (never waits for the model or Chroma)")
+    @router.head("/healthz", include_in_schema=False)  # some probes and uptime checkers send HEAD
     async def healthz() -> Liveness:
         return Liveness()
 

@@ -11,13 +11,14 @@ Chroma call to an observer callback, and the encoder is wrapped here.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, FastAPI, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -28,12 +29,14 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
-from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from prometheus_fastapi_instrumentator import Instrumentator
+from prometheus_fastapi_instrumentator.metrics import Info
 from tokenizers import Tokenizer
 
 from twotower.engine import Encoder
 
+# One line per request, written where the request id is known (uvicorn's own access log is not).
+access_log = logging.getLogger("services.access")
 # Requests that matched no route are counted under this one label, not under their raw path: a
 # scanner probing random paths must not create a series per path.
 UNMATCHED = "unmatched"
@@ -141,34 +144,31 @@ def instrument_encoder(encoder: Encoder, service: str) -> Encoder:
     return encoder if isinstance(encoder, TimedEncoder) else TimedEncoder(encoder, service)
 
 
-class HttpMetricsMiddleware:
-    """Counts and times every HTTP request by method, route template (e.g. `/documents/{doc_id:path}`)
-    and status. Pure ASGI: the route is known only once the router has matched the request."""
+def instrument_http(app: FastAPI, service: str) -> None:
+    """Count and time every HTTP request by method, route template (e.g. `/documents/{doc_id:path}`)
+    and status, and write its access line (prometheus-fastapi-instrumentator's middleware; its
+    own default metrics are not used: these names and labels are what dashboards read)."""
 
-    def __init__(self, app: ASGIApp, service: str) -> None:
-        self.app, self.service = app, service
+    def observe(info: Info) -> None:
+        route = UNMATCHED if info.modified_handler == "none" else info.modified_handler
+        labels = (service, info.method, route, info.modified_status)
+        HTTP_REQUESTS.labels(*labels).inc()
+        HTTP_SECONDS.labels(*labels).observe(info.modified_duration)
+        scope = info.request.scope
+        client = scope.get("client")
+        access_log.info(
+            '%s "%s %s HTTP/%s" %s %.1fms',
+            f"{client[0]}:{client[1]}" if client else "-",
+            info.method,
+            scope.get("root_path", "") + scope["path"],
+            scope.get("http_version", "1.1"),
+            info.modified_status,
+            info.modified_duration * 1000,
+        )
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500  # an exception before the response started ends as a 500
-
-        async def send_and_note(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_note)
-        finally:
-            route = scope.get("route")
-            template = route.path if isinstance(route, BaseRoute) and hasattr(route, "path") else UNMATCHED
-            labels = (self.service, scope["method"], template, str(status))
-            HTTP_REQUESTS.labels(*labels).inc()
-            HTTP_SECONDS.labels(*labels).observe(time.perf_counter() - started)
+    Instrumentator(should_group_status_codes=False, should_group_untemplated=True).add(observe).instrument(
+        app
+    )
 
 
 def _registry() -> CollectorRegistry:

@@ -13,7 +13,6 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 
-from services.common.priority import in_background_thread
 from services.common.settings import ServiceSettings
 from twotower.engine import TOWERS, Encoder, Tower, find_published, open_encoder
 
@@ -96,19 +95,16 @@ class Models:
 
     def _open(self, version: str | None) -> Encoder:
         s = self.settings
-        # Below the event loop, with the compute threads the runtime starts while loading.
-        encoder = in_background_thread(
-            lambda: open_encoder(
-                self.roots,
-                version,
-                engine=s.engine,
-                base_model=s.base_model,
-                device=s.device,
-                threads=s.encoder_threads(),
-                towers=self.towers,
-                variant=s.onnx_variant,
-                backend=s.onnx_backend,
-            )
+        encoder = open_encoder(
+            self.roots,
+            version,
+            engine=s.engine,
+            base_model=s.base_model,
+            device=s.device,
+            threads=s.encoder_threads(),
+            towers=self.towers,
+            variant=s.onnx_variant,
+            backend=s.onnx_backend,
         )
         if self.service_wrap is not None:
             encoder = self.service_wrap(encoder)

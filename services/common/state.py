@@ -20,7 +20,6 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
-from services.common.garbage import freeze_startup_objects, unfreeze
 from services.common.models import Models
 from services.common.settings import ServiceSettings
 from twotower.engine import Encoder, Tower
@@ -206,11 +205,9 @@ def lifespan(
     async def run(app: Any) -> AsyncIterator[dict[str, ServiceState[S]]]:
         state = open_state(settings, role, passage_config, wrap, instrument)
         state.watch()
-        freeze_startup_objects()  # shorter GC pauses under load (services/common/garbage.py)
         try:
             yield {"service": state}
         finally:
-            unfreeze()
             state.release()
 
     return run

@@ -9,7 +9,7 @@ from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServiceSettings
 from twotower.index.passages import PassageConfig
-from twotower.limits import INGEST_MAX_BODY_BYTES, MAX_DOCUMENTS_CEILING
+from twotower.limits import INGEST_MAX_BODY_BYTES, INGEST_MAX_REQUEST_CHARS, MAX_DOCUMENTS_CEILING
 
 
 class Settings(ServiceSettings):
@@ -25,6 +25,12 @@ class Settings(ServiceSettings):
         "the CPU has it) or onnxruntime; int8 graphs and a GPU always run on onnxruntime",
     )
     max_documents_per_request: int = Field(default=1000, ge=1, le=MAX_DOCUMENTS_CEILING)
+    max_request_chars: int = Field(
+        default=INGEST_MAX_REQUEST_CHARS,
+        ge=1,
+        description="Characters of text and titles one POST /documents may carry (the work it causes); "
+        "more is a 413",
+    )
     max_body_bytes: int = Field(
         default=INGEST_MAX_BODY_BYTES, ge=1024, description="Largest request body; larger is a 413"
     )

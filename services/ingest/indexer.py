@@ -10,8 +10,10 @@ acknowledges a document that was not stored.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable, Iterator
 
-from services.common.priority import as_background_work
+import anyio
+
 from services.common.state import ServiceState
 from services.ingest.config import Settings
 from services.ingest.schemas import (
@@ -24,11 +26,14 @@ from services.ingest.schemas import (
 )
 from twotower.index.documents import Document
 from twotower.index.migration import IndexWriter
-from twotower.index.store import CollectionMissing
+from twotower.index.store import CollectionMissing, PartialWrite, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 State = ServiceState[Settings]
+
+# Characters embedded between two looks at whether the client is still there.
+GROUP_CHARS = 50_000
 
 
 class DocumentNotFoundError(LookupError):
@@ -44,13 +49,54 @@ def writer(state: State) -> IndexWriter:
     )
 
 
-def index_documents(state: State, documents: list[DocumentIn]) -> IngestResponse:
-    as_background_work()  # below the event loop that answers the probes (services/common/priority.py)
+class ClientGone(Exception):  # noqa: N818 - named for what happened
+    """The client disconnected before its documents were all written; `stored` were (whole)."""
+
+    def __init__(self, stored: list[str], total: int) -> None:
+        super().__init__(f"client disconnected: stopped after {len(stored)} of {total} documents")
+        self.stored = stored
+
+
+def groups(documents: list[DocumentIn], chars: int) -> Iterator[list[DocumentIn]]:
+    """Consecutive documents, each group at most `chars` characters of text and title (or one
+    document): the unit of work between two looks at the client's connection."""
+    group: list[DocumentIn] = []
+    size = 0
+    for d in documents:
+        n = len(d.text) + len(d.title or "")
+        if group and size + n > chars:
+            yield group
+            group, size = [], 0
+        group.append(d)
+        size += n
+    if group:
+        yield group
+
+
+async def index_documents(
+    state: State, documents: list[DocumentIn], gone: Callable[[], Awaitable[bool]]
+) -> IngestResponse:
+    """Embed and store `documents` group by group, off the event loop. Before each group, `gone()`
+    says whether the client disconnected: then nothing more is written (ClientGone). The groups
+    already written hold whole documents, so a failure part-way is a PartialWrite naming them."""
     # Fail fast when Chroma is down, before spending seconds on embeddings nobody will store.
-    state.store.heartbeat()
-    docs = [Document(d.id, d.text, d.title, dict(d.metadata)) for d in documents]
-    # Returns only once Chroma has confirmed every record; re-posting an id replaces it.
-    pointer, stored = writer(state).upsert(docs)
+    await anyio.to_thread.run_sync(state.store.heartbeat)
+    stored: list[str] = []
+    upsert = writer(state).upsert
+    for group in groups(documents, GROUP_CHARS):
+        if await gone():
+            raise ClientGone(stored, len(documents))
+        docs = [Document(d.id, d.text, d.title, dict(d.metadata)) for d in group]
+        try:
+            # Returns only once Chroma has confirmed every record; re-posting an id replaces it.
+            pointer, ids = await anyio.to_thread.run_sync(upsert, docs)
+        except PartialWrite as exc:
+            raise PartialWrite(str(exc), stored + exc.stored) from exc
+        except StoreUnavailable as exc:
+            if stored:
+                raise PartialWrite(str(exc), stored) from exc
+            raise
+        stored += ids
     collection = state.store.collection_name(pointer.version)
     log.info("upserted %d documents into %s", len(stored), collection)
     return IngestResponse(
@@ -82,8 +128,9 @@ def index_stats(state: State) -> StatsResponse:
     serving = state.current
     index = serving.index
     try:
-        passages = index.passage_count()
-        count = index.store.count(index.version) - passages
+        # Every record is a passage the search ranks: a short document is one, a long one several.
+        passages = index.store.count(index.version)
+        count = passages - index.passage_count()
     except CollectionMissing:
         passages, count = 0, 0  # created on the first ingest
     pointer = state.pointer.read()

@@ -6,7 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from services.common.docs import serve_docs_offline
-from services.common.errors import register_store_errors
+from services.common.errors import register_error_handlers
 from services.common.limits import RequestGuard
 from services.common.observability import instrument_app, observed
 from services.common.state import lifespan
@@ -21,7 +21,9 @@ tower** of the served model version and stored, with its text, title and metadat
 version's Chroma collection (`<prefix>-<model version>`), where the query service finds it.
 
 * `POST /documents` upserts up to `INGEST_MAX_DOCUMENTS_PER_REQUEST` documents (default 1,000) and
-  answers only after Chroma stored them; re-posting an id replaces it.
+  answers only after Chroma stored them; re-posting an id replaces it. One request carries at most
+  `INGEST_MAX_REQUEST_CHARS` characters of text and titles (default 500,000; more is a **413**):
+  larger loads go in several requests (`python -m services.loader` splits them).
 * When `INGEST_API_KEY` is set, `POST` and `DELETE` need the `X-API-Key` header.
 * Chroma unreachable → **503** with the reason, and nothing is acknowledged.
 """
@@ -50,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         setting="INGEST_MAX_BODY_BYTES",
         authorize=write_guard(settings),
     )
-    register_store_errors(app)
+    register_error_handlers(app)
     app.add_exception_handler(DocumentNotFoundError, _not_found)
     app.include_router(health.router)
     app.include_router(documents.router)

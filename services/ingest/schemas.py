@@ -98,8 +98,9 @@ class DocumentIn(BaseModel):
         AfterValidator(_not_blank),
         AfterValidator(_valid_unicode),
     ]
-    title: Annotated[str, AfterValidator(_valid_unicode)] | None = Field(
-        default=None, max_length=MAX_TITLE_CHARS, description="Optional title, embedded too"
+    # The bound inside the str type: on the union it would be counted (and reported) as items.
+    title: Annotated[str, Field(max_length=MAX_TITLE_CHARS), AfterValidator(_valid_unicode)] | None = Field(
+        default=None, description=f"Optional title of at most {MAX_TITLE_CHARS:,} characters, embedded too"
     )
     metadata: Metadata = Field(default_factory=dict)
 
@@ -173,7 +174,11 @@ class MigrationStatus(BaseModel):
 
 class StatsResponse(BaseModel):
     count: int = Field(description="Documents in this model version's collection (0 before any ingest)")
-    passages: int = Field(description="Extra records of long documents split into passages", default=0)
+    passages: int = Field(
+        default=0,
+        description="Passages the search ranks: one per short document, several per long one split "
+        "into passages (so at least `count`)",
+    )
     collection: str
     model_version: str
     migration: MigrationStatus | None = Field(

@@ -6,11 +6,14 @@ import argparse
 import logging
 import os
 import time
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from tqdm import tqdm
 
 from twotower.client import IngestClient, LoaderError
 from twotower.corpus import batches, open_corpus
+from twotower.limits import INGEST_MAX_REQUEST_CHARS
 
 log = logging.getLogger("services.loader")
 
@@ -26,6 +29,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--corpus", default=None, help="BEIR folder (corpus.jsonl) or .jsonl file; default: pydoc topics"
     )
     parser.add_argument("--batch-size", type=int, default=64, help="documents per POST (default 64)")
+    parser.add_argument(
+        "--max-chars",
+        type=int,
+        default=INGEST_MAX_REQUEST_CHARS,
+        help="characters of text and titles per POST at most (the service's INGEST_MAX_REQUEST_CHARS)",
+    )
     parser.add_argument("--limit", type=int, default=None, help="load at most N documents")
     parser.add_argument(
         "--if-empty", action="store_true", help="do nothing when the index already has documents"
@@ -41,9 +50,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--retries", type=int, default=5, help="retries per batch on connection errors/5xx")
     parser.add_argument("--timeout", type=float, default=300, help="seconds per request")
     args = parser.parse_args(argv)
-    if args.batch_size < 1 or (args.limit is not None and args.limit < 0) or args.retries < 0:
-        parser.error("--batch-size must be >= 1, --limit and --retries >= 0")
+    if (
+        args.batch_size < 1
+        or args.max_chars < 1
+        or (args.limit is not None and args.limit < 0)
+        or args.retries < 0
+    ):
+        parser.error("--batch-size and --max-chars must be >= 1, --limit and --retries >= 0")
     return args
+
+
+def within(batches: Iterable[list[dict[str, Any]]], chars: int) -> Iterator[list[dict[str, Any]]]:
+    """Each batch split further so that none holds more than `chars` characters of text and titles
+    (a single longer document goes alone: the service's per-document bound is its own)."""
+    for batch in batches:
+        part: list[dict[str, Any]] = []
+        size = 0
+        for doc in batch:
+            n = len(doc.get("text") or "") + len(doc.get("title") or "")
+            if part and size + n > chars:
+                yield part
+                part, size = [], 0
+            part.append(doc)
+            size += n
+        if part:
+            yield part
 
 
 def load(args: argparse.Namespace) -> str:
@@ -58,7 +89,7 @@ def load(args: argparse.Namespace) -> str:
                 return f"{stats['collection']} already holds {stats['count']} documents: nothing loaded (--if-empty)"
         started, loaded, posts, collection = time.monotonic(), 0, 0, "?"
         with tqdm(total=corpus.total, unit="doc", desc="loading") as bar:
-            for batch in batches(corpus.documents, args.batch_size):
+            for batch in within(batches(corpus.documents, args.batch_size), args.max_chars):
                 answer = client.post_documents(batch)
                 loaded, posts, collection = loaded + answer["upserted"], posts + 1, answer["collection"]
                 bar.update(len(batch))

@@ -7,7 +7,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from services.common.docs import serve_docs_offline
-from services.common.errors import register_store_errors, unavailable
+from services.common.errors import register_error_handlers, unavailable
 from services.common.limits import RequestGuard
 from services.common.observability import instrument_app, observed
 from services.common.state import lifespan
@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_methods=["GET", "POST", "OPTIONS"],
         allow_headers=["*"],
     )
-    register_store_errors(app)
+    register_error_handlers(app)
     app.add_exception_handler(CollectionMissing, _collection_missing)
     app.include_router(health.router)
     app.include_router(search.router)

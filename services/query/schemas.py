@@ -62,8 +62,8 @@ class SearchRequest(BaseModel):
     mode: Literal["dense", "hybrid"] = Field(
         default="hybrid",
         description="hybrid (default): the dense candidates re-ranked by fusing the dense ranking with "
-        "BM25 over those candidates (RRF); better results on every collection we measured, for about "
-        "10 ms more (docs/benchmarks.md). dense: nearest documents by the towers' cosine distance.",
+        "BM25 over those candidates (RRF); better results on every collection we measured, for a "
+        "little more time (docs/benchmarks.md). dense: nearest documents by the towers' cosine distance.",
     )
     where: Annotated[dict[str, Any] | None, AfterValidator(_valid_where)] = Field(
         default=None,

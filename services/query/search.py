@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 
-from services.common.priority import as_background_work
 from services.common.state import ServiceState
 from services.query.config import Settings
 from services.query.schemas import SearchHit, SearchRequest, SearchResponse
@@ -29,7 +28,6 @@ MAX_CANDIDATES = 1_000
 
 def search(state: ServiceState[Settings], request: SearchRequest) -> SearchResponse:
     """Raises CollectionMissing when nothing was ingested for this model version (a 503, see main)."""
-    as_background_work()  # below the event loop that answers the probes (services/common/priority.py)
     serving = state.current  # one version answers the whole request
     started = time.perf_counter()
     embedding = serving.encoder.encode_queries([request.query])[0]

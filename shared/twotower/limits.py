@@ -15,6 +15,9 @@ import unicodedata
 # Checked on Content-Length (and on the bytes actually received) before the body is read.
 INGEST_MAX_BODY_BYTES = 32 * 1024 * 1024
 QUERY_MAX_BODY_BYTES = 64 * 1024
+# Characters of text and titles in one ingestion request (INGEST_MAX_REQUEST_CHARS): the work one
+# request causes, refused (413) before it starts. The loader splits its batches to fit.
+INGEST_MAX_REQUEST_CHARS = 500_000
 
 # -- documents -------------------------------------------------------------------------------------
 MAX_ID_CHARS = 512

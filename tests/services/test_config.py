@@ -7,8 +7,6 @@ import runpy
 
 import pytest
 
-import twotower
-from services.common.settings import PACKAGED_BASE_MODEL
 from services.ingest.config import Settings as IngestSettings
 from services.query.config import Settings as QuerySettings
 from tests.conftest import ROOT
@@ -16,9 +14,7 @@ from twotower.index.documents import PASSAGE_SEPARATOR, RESERVED_PREFIX
 from twotower.limits import RESERVED_METADATA_PREFIXES, id_problem
 
 
-def test_the_services_agree_with_the_model_package_and_the_index() -> None:
-    # Spelled out in settings so that reading them does not import torch: must stay the same.
-    assert PACKAGED_BASE_MODEL == twotower.PACKAGED_BASE_MODEL
+def test_the_services_agree_with_the_index() -> None:
     # Keys the index owns are refused in clients' metadata...
     assert RESERVED_PREFIX in RESERVED_METADATA_PREFIXES
     # ...and no client id can look like one of its passage ids (<id>#<i>).

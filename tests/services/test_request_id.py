@@ -7,10 +7,12 @@ import logging
 import re
 
 import pytest
+from asgi_correlation_id import CorrelationIdFilter
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from services.common.request_id import HEADER, RequestIdFilter, RequestIdMiddleware
+from services.common.observability import REQUEST_ID as HEADER
+from services.common.observability import instrument_app
 from tests.services.conftest import Api, post_docs
 
 GENERATED = re.compile(r"[0-9a-f]{32}")
@@ -44,7 +46,7 @@ def test_an_unhandled_error_still_answers_500_with_the_id() -> None:
     def boom() -> None:
         raise RuntimeError("boom")
 
-    app.add_middleware(RequestIdMiddleware)
+    instrument_app(app, "test")
     with TestClient(app, raise_server_exceptions=False) as client:
         response = client.get("/boom", headers={HEADER: "boom-1"})
     assert (response.status_code, response.headers[HEADER]) == (500, "boom-1")
@@ -52,17 +54,17 @@ def test_an_unhandled_error_still_answers_500_with_the_id() -> None:
 
 def test_log_lines_of_a_request_carry_its_id(ingest_api: Api, caplog: pytest.LogCaptureFixture) -> None:
     # The gunicorn log config puts this filter on its handler; here it goes on pytest's.
-    caplog.handler.addFilter(RequestIdFilter())
+    caplog.handler.addFilter(CorrelationIdFilter(default_value="-"))
     caplog.set_level(logging.INFO, logger="services")
     response = post_docs(ingest_api, {"id": "rid-1", "text": "request ids"}, headers={HEADER: "log-test-7"})
     assert response.status_code == 200
 
     tagged = [
-        (r.name, r.getMessage()) for r in caplog.records if getattr(r, "request_id", None) == "log-test-7"
+        (r.name, r.getMessage()) for r in caplog.records if getattr(r, "correlation_id", None) == "log-test-7"
     ]
     # The handler's own line (logged in the thread pool that runs sync handlers) and the access line.
     assert any(name == "services.ingest.indexer" and "upserted" in msg for name, msg in tagged), tagged
     assert any(name == "services.access" and '"POST /documents HTTP/1.1" 200' in msg for name, msg in tagged)
     # Lines outside any request say so.
     logging.getLogger("services.test").info("between requests")
-    assert caplog.records[-1].request_id == "-"  # type: ignore[attr-defined]
+    assert caplog.records[-1].correlation_id == "-"  # type: ignore[attr-defined]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, HTTPException, Path, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator
 
@@ -12,7 +12,7 @@ from services.common.backpressure import model_route
 from services.common.errors import BODY_RESPONSES, STORE_RESPONSES, UNAUTHORIZED
 from services.common.metrics import count_deleted, count_ingested
 from services.ingest.deps import StateDep, WriteAccess
-from services.ingest.indexer import delete_document, fetch_document, index_documents
+from services.ingest.indexer import ClientGone, delete_document, fetch_document, index_documents
 from services.ingest.schemas import (
     ID_DESCRIPTION,
     MAX_ID_CHARS,
@@ -51,23 +51,39 @@ DocIdPath = Annotated[
     responses={**_UNAUTHORIZED, **BODY_RESPONSES, **STORE_RESPONSES},
     summary="Embed and store documents (upsert)",
 )
-def upsert_documents(body: IngestRequest, state: StateDep) -> IngestResponse:
+async def upsert_documents(body: IngestRequest, state: StateDep, request: Request) -> IngestResponse:
     """Embeds each document (title and text) with the document tower and upserts it into this model
     version's collection. Answers only after Chroma confirmed every document; posting an id again
-    replaces it, so retrying a failed request is safe."""
-    limit = state.settings.max_documents_per_request
-    if len(body.documents) > limit:
+    replaces it, so retrying a failed request is safe. A client that disconnects stops the work
+    left: the documents stored until then are whole, the others untouched."""
+    settings = state.settings
+    if len(body.documents) > settings.max_documents_per_request:
         raise RequestValidationError(
             [
                 {
                     "type": "too_long",
                     "loc": ("body", "documents"),
-                    "msg": f"at most {limit} documents per request, got {len(body.documents)}",
+                    "msg": f"at most {settings.max_documents_per_request} documents per request, "
+                    f"got {len(body.documents)}",
                     "input": None,
                 }
             ]
         )
-    response = index_documents(state, body.documents)
+    # The work a request causes grows with its characters: bounded before any of it starts.
+    chars = sum(len(d.text) + len(d.title or "") for d in body.documents)
+    if chars > settings.max_request_chars:
+        raise HTTPException(
+            413,
+            f"at most {settings.max_request_chars:,} characters of text and titles per request "
+            f"(INGEST_MAX_REQUEST_CHARS), got {chars:,}: send the documents in several smaller "
+            "requests (`python -m services.loader` does)",
+        )
+    try:
+        response = await index_documents(state, body.documents, request.is_disconnected)
+    except ClientGone as gone:
+        count_ingested("ingest", len(gone.stored))
+        # Nobody reads this answer; the access log and metrics show it as nginx's "client closed".
+        raise HTTPException(499, str(gone)) from None
     count_ingested("ingest", response.upserted)
     return response
 

@@ -1,0 +1,147 @@
+"""Hostile requests against both services as they are deployed (gunicorn, its config, uvicorn
+workers): a 1 MB and a 128 MB header are answered (431 or closed) at once while /healthz stays fast,
+and nothing a client sends can forge a log line."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from deploy.local.stack import child_environment, resolve
+from tests.conftest import ROOT, ChromaServer, free_port, wait_http
+
+pytestmark = pytest.mark.stack
+
+PROBE_BOUND_S = 0.1
+REFUSED = re.compile(r"431 to \S+, ([0-9.]+) ms after the head began")
+
+
+class Service:
+    def __init__(self, name: str, port: int, log: Path) -> None:
+        self.name, self.port, self.log = name, port, log
+        self.url = f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module", params=["ingest", "query"])
+def service(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    chroma_server: ChromaServer,
+    published_base: Path,
+) -> Iterator[Service]:
+    name: str = request.param
+    prefix = name.upper() + "_"
+    port = free_port()
+    settings = {
+        f"{prefix}HOST": "127.0.0.1",
+        f"{prefix}PORT": str(port),
+        f"{prefix}WORKERS": "1",
+        f"{prefix}WEIGHTS_DIR": str(published_base),
+        f"{prefix}CHROMA_HOST": chroma_server.host,
+        f"{prefix}CHROMA_PORT": str(chroma_server.port),
+        f"{prefix}COLLECTION_PREFIX": "hostile",
+    }
+    env = child_environment(settings, ROOT)
+    argv = resolve(
+        ["gunicorn", "-c", f"services/{name}/gunicorn.conf.py", f"services.{name}.main:create_app()"], env
+    )
+    log = tmp_path_factory.mktemp(name) / "gunicorn.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", timeout=300, proc=proc)
+        yield Service(name, port, log)
+    except BaseException:
+        print(log.read_text()[-5000:])
+        raise
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def huge_header(port: int, path: str, size: int) -> tuple[bytes, float]:
+    """POST with an `X-Request-ID` of `size` bytes on a raw socket: the answer (b"" if closed without
+    one) and the seconds from the first byte sent to the answer or the close."""
+    chunk = b"x" * (1 << 20)
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        started = time.monotonic()
+        try:
+            sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nX-Request-ID: ".encode())
+            for start in range(0, size, len(chunk)):
+                sock.sendall(chunk[: size - start])
+            sock.sendall(b"\r\n\r\n")
+        except OSError:
+            pass  # the server closed: read what it answered
+        try:
+            answer = sock.recv(100)
+        except OSError:
+            answer = b""
+        return answer, time.monotonic() - started
+
+
+def test_huge_headers_are_refused_at_once_and_healthz_stays_fast(service: Service) -> None:
+    probes: list[float] = []
+    done = threading.Event()
+
+    def probe() -> None:
+        with httpx.Client(base_url=service.url, timeout=10) as http:
+            while not done.is_set():
+                started = time.monotonic()
+                assert http.get("/healthz").status_code == 200
+                probes.append(time.monotonic() - started)
+                time.sleep(0.01)
+
+    prober = threading.Thread(target=probe, daemon=True)
+    prober.start()
+    path = "/documents" if service.name == "ingest" else "/search"
+    try:
+        sent = 0
+        while sent < 4 or len(probes) < 20:  # the probes overlap the headers' arrival
+            size = (1 << 20, 128_000_000)[sent % 2]
+            answer, seconds = huge_header(service.port, path, size)
+            assert answer == b"" or answer.startswith(b"HTTP/1.1 431 "), answer
+            assert seconds < 2, f"{size} bytes: {seconds:.3f}s"  # the client's view, scheduling included
+            sent += 1
+            assert sent < 1000, "no /healthz answered meanwhile"
+    finally:
+        done.set()
+        prober.join(10)
+    # The server's view: the time from a head's first byte to its 431, which the worker logs.
+    refusals = [float(m) for m in REFUSED.findall(service.log.read_text())]
+    assert len(refusals) >= sent and max(refusals) < PROBE_BOUND_S * 1000, refusals
+    # One late probe is the shared host's scheduling, not the service (a head once held it 22 s).
+    assert sorted(probes)[-2] < PROBE_BOUND_S and max(probes) < 1, sorted(probes)[-5:]
+
+
+def test_head_healthz(service: Service) -> None:
+    assert httpx.head(f"{service.url}/healthz").status_code == 200
+
+
+@pytest.mark.parametrize("newline", ["%0a", "%0d%0a", "%0d", "%e2%80%a8"])
+def test_no_log_line_can_be_forged(service: Service, newline: str) -> None:
+    forged = f"ERROR forged-{service.name}-{newline.replace('%', '')}"
+    path = f"/documents/x{newline}{forged.replace(' ', '%20')}"
+    httpx.get(
+        f"{service.url}{path}?q=1{newline}{forged.replace(' ', '%20')}", headers={"X-Request-ID": "forge-1"}
+    )
+    deadline = time.monotonic() + 10
+    while forged not in service.log.read_text(errors="replace") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    lines = service.log.read_text(errors="replace").splitlines()
+    assert any(forged in line for line in lines), "the request was not logged"
+    # The access line holds the whole path, its line break escaped; no line begins with the forgery.
+    assert not [line for line in lines if line.startswith(forged)]
+    assert all(line[:4].isdigit() for line in lines if forged in line)

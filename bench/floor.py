@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bench.load import percentiles
-from twotower.engine import Engine, open_encoder
-from twotower.engine import available_cpus
+from twotower.engine import Engine, available_cpus, open_encoder
 from twotower.index.store import ChromaStore
 
 Variant = Literal["fp32", "int8"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -17,7 +18,6 @@ from pathlib import Path
 import httpx
 
 from deploy.local.compose import chroma_server
-from deploy.local.supervisor import stop_group
 
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 300.0  # torch workers on a busy 2-core machine take a while to import and load
@@ -110,6 +110,18 @@ def _wait(process: Process, path: str, timeout: float = START_TIMEOUT_S) -> None
             pass
         time.sleep(0.25)
     raise TimeoutError(f"{process.name} not ready after {timeout:.0f}s:\n{process.tail()}")
+
+
+def stop_group(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """SIGTERM to a process started in its own session and its group (gunicorn and its workers),
+    SIGKILL if it still runs after `timeout` seconds."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
 
 
 @contextmanager

@@ -15,7 +15,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -31,9 +30,7 @@ class ComposeError(Exception):
 
 
 @dataclass(frozen=True)
-class LocalLayout:
-    """Where the local processes listen and keep their state."""
-
+class LocalLayout:  # where the local processes listen and keep their state
     ports: Mapping[str, int]
     data_dir: Path
     weights_dir: Path
@@ -71,9 +68,7 @@ def interpolate(value: str, variables: Mapping[str, str]) -> str:
     return _VAR.sub(sub, value)
 
 
-def environment(
-    service: Mapping[str, Any], variables: Mapping[str, str], caller: Mapping[str, str]
-) -> dict[str, str]:
+def environment(service: dict, variables: Mapping[str, str], caller: Mapping[str, str]) -> dict[str, str]:
     """The service's compose environment, interpolated; a key whose value is only a ${X:-default}
     fallback is left out when the caller sets that key itself."""
     env: dict[str, str] = {}
@@ -85,23 +80,20 @@ def environment(
     return env
 
 
-def _mounts(service: Mapping[str, Any]) -> dict[str, str]:
-    """Container path -> volume name or host path."""
+def _mounts(service: dict) -> dict[str, str]:  # container path -> volume name or host path
     return {spec.split(":")[1]: spec.split(":")[0] for spec in map(str, service.get("volumes", []))}
 
 
-def map_environment(
-    name: str, services: Mapping[str, Any], env: dict[str, str], layout: LocalLayout
-) -> dict[str, str]:
+def map_environment(name: str, services: dict, env: dict[str, str], layout: LocalLayout) -> dict[str, str]:
     """One service's compose environment in local hosts, ports and directories."""
     service = services[name]
     own_port = str(service.get("ports", service.get("expose", ["0"]))[0]).split(":")[-1]
     siblings = {
         k.removesuffix("_HOST") + "_PORT": v for k, v in env.items() if k.endswith("_HOST") and v in services
     }
-    mapped = {}
+    mapped, mounts = {}, _mounts(service)
     for key, value in env.items():
-        mount = next((t for t in _mounts(service) if value == t or value.startswith(t + "/")), None)
+        mount = next((t for t in mounts if value == t or value.startswith(t + "/")), None)
         if key in siblings:
             value = str(layout.ports[siblings[key]])
         elif key.endswith("_HOST") and (value in services or value == "0.0.0.0"):
@@ -109,7 +101,7 @@ def map_environment(
         elif key.endswith("_PORT") and value == own_port:
             value = str(layout.ports[name])
         elif mount is not None:
-            value = str(layout.volume_dir(_mounts(service)[mount]) / value[len(mount) :].lstrip("/"))
+            value = str(layout.volume_dir(mounts[mount]) / value[len(mount) :].lstrip("/"))
         mapped[key] = value
     return mapped
 
@@ -117,8 +109,7 @@ def map_environment(
 def chroma_server(
     data: str | Path, host: str, port: int, config: str | Path = CHROMA_CONFIG, executable: str = "chroma"
 ) -> tuple[list[str], dict[str, str]]:
-    """The argv and environment of a local `chroma run` on `config`, with the data directory, host
-    and port as Chroma's environment overrides (its CLI refuses --path, --host, --port beside a config)."""
+    """A local `chroma run` on `config`: data directory, host and port as Chroma's environment overrides."""
     env = {"CHROMA_PERSIST_PATH": str(data), "CHROMA_LISTEN_ADDRESS": host, "CHROMA_PORT": str(port)}
     return [executable, "run", str(config)], env
 
@@ -132,8 +123,6 @@ def local_services(
     for name, service in sorted(services.items(), key=lambda kv: "command" in kv[1]):
         if service.get("profiles"):
             continue
-        if name not in layout.ports:
-            raise ComposeError(f"no local port for compose service {name!r}")
         try:
             env = environment(service, variables, caller or {})
             if "command" in service:  # ours; else the Chroma image

@@ -56,10 +56,8 @@ def ensure_servable_model(weights_dir: Path) -> None:
 def answers(url: str, body: dict[str, object] | None = None) -> bool:
     """GET url answers 200, or POST body to it answers 200 with results."""
     try:
-        if body is None:
-            return httpx.get(url, timeout=5).status_code == 200
-        response = httpx.post(url, json=body, timeout=30)
-        return response.status_code == 200 and bool(response.json()["results"])
+        response = httpx.get(url, timeout=5) if body is None else httpx.post(url, json=body, timeout=30)
+        return response.status_code == 200 and (body is None or bool(response.json()["results"]))
     except httpx.HTTPError:
         return False
 
@@ -70,8 +68,7 @@ def load_corpus(args: argparse.Namespace, ingest: str, key: str) -> subprocess.P
     argv += ["--corpus", args.corpus] if args.corpus else []
     argv += ["--limit", str(args.limit)] if args.limit else []
     log.info("loading the demo corpus: %s", shlex.join(argv))
-    env = child_environment({"INGEST_API_KEY": key})
-    return subprocess.Popen([sys.executable, *argv], env=env, cwd=ROOT)
+    return subprocess.Popen([sys.executable, *argv], env=child_environment({"INGEST_API_KEY": key}), cwd=ROOT)
 
 
 def bring_up(args: argparse.Namespace, services: dict[str, LocalService], key: str, state: dict) -> None:
@@ -101,8 +98,7 @@ def bring_up(args: argparse.Namespace, services: dict[str, LocalService], key: s
             "The ingestion API key is INGEST_API_KEY in .env. Ctrl-C stops all three services.\n\n"
         )
         loader = state.get("loader")
-        busy = loader is not None and loader.poll() is None
-        rest = "; the rest of the corpus loads in the background" if busy else ""
+        rest = "; the rest of the corpus loads in the background" if loader and loader.poll() is None else ""
         log.info("serving search after %.0fs%s", time.monotonic() - state["started"], rest)
         if loader is not None and loader.wait() != 0:
             raise RuntimeError(f"the corpus loader exited with status {loader.returncode}")
@@ -129,31 +125,26 @@ def run(args: argparse.Namespace) -> int:
     ensure_servable_model(layout.weights_dir)
 
     manager = Manager()
-    for service in services.values():
-        env = child_environment(service.env)
-        manager.add_process(service.name, shlex.join(service.argv), env=env, cwd=str(ROOT))
+    for s in services.values():
+        manager.add_process(s.name, shlex.join(s.argv), env=child_environment(s.env), cwd=str(ROOT))
     state = {"manager": manager, "stopped": threading.Event(), "started": started, "failed": False}
     key = variables.get("INGEST_API_KEY", "")
     threading.Thread(target=bring_up, args=(args, services, key, state), daemon=True).start()
     manager.loop()  # until Ctrl-C, SIGTERM or a service exits: then it stops them all
     state["stopped"].set()
-    if state.get("loader") is not None and state["loader"].poll() is None:
-        state["loader"].terminate()
+    if state.get("loader") is not None:
+        state["loader"].terminate()  # no-op once it has finished
     log.info("all services stopped")
     return 1 if state["failed"] else 0 if manager.returncode in (None, 130, 143) else manager.returncode
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--corpus", default="", help="BEIR folder or JSONL file to load (default: the demo)")
     parser.add_argument("--limit", type=int, default=None, help="load at most N documents (0: none)")
     for name, port in (("query", 8000), ("ingest", 8001), ("chroma", 8002)):
         parser.add_argument(f"--{name}-port", type=int, default=port)
-    parser.add_argument(
-        "--data-dir", type=Path, default=ROOT / "data", help="Chroma keeps its data in DIR/chroma"
-    )
+    parser.add_argument("--data-dir", type=Path, default=ROOT / "data", help="Chroma's data: DIR/chroma")
     parser.add_argument("--weights-dir", type=Path, default=ROOT / "weights", help="published model versions")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s  stack | %(message)s", datefmt="%H:%M:%S")

@@ -121,7 +121,7 @@ def test_a_first_run_is_quiet_and_reports_search_only_once_it_has_results(
     assert out.index("preparing the model") < out.index("serving search")
     assert "Quantization parameters" not in out and "pre-processing before quantization" not in out
     for name in ("chroma", "ingest", "query"):
-        assert f"{name} |" in out  # each service's log, prefixed
+        assert re.search(rf"{name} +\|", out)  # each service's log, prefixed
     assert f"curl -s {query}/search" in out and f"X-API-Key: {API_KEY}" in out
     assert (tmp_path / "data" / "chroma").is_dir()  # Chroma persists under --data-dir
     ingest = f"http://127.0.0.1:{stack.ports['ingest']}"

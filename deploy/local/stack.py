@@ -87,7 +87,7 @@ def bring_up(args: argparse.Namespace, services: dict[str, LocalService], key: s
                 if state["stopped"].is_set() or time.monotonic() > deadline:
                     raise TimeoutError(f"{what}: not ready after {READY_TIMEOUT_S:.0f}s")
                 time.sleep(1)
-            if what == "query" and args.limit != 0:
+            if what == "ingest" and args.limit != 0:  # while the query workers load their models
                 state["loader"] = load_corpus(args, ingest, key)
         key_header = f"-H 'X-API-Key: {key}' " if key else ""
         doc = '{"documents": [{"id": "hello", "text": "Hello from the local stack."}]}'

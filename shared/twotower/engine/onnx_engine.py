@@ -400,7 +400,8 @@ class OpenVinoSession:
         except ImportError as exc:
             raise RuntimeError(
                 "the openvino backend needs the `openvino` package (requirements/ingest.in: the ingestion "
-                "image has it, the query image does not); install it, or run the graphs on ONNX Runtime (*_ONNX_BACKEND=onnxruntime)"
+                "image has it, the query image does not); install it, or run the graphs on ONNX Runtime "
+                "(*_ONNX_BACKEND=onnxruntime)"
             ) from exc
         core = openvino.Core()
         self._compiled = core.compile_model(

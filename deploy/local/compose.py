@@ -54,8 +54,7 @@ class LocalService:
 
 
 def interpolate(value: str, variables: Mapping[str, str]) -> str:
-    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?error}: hand-written, as python-dotenv's
-    interpolation has no ${VAR:?error}."""
+    """Compose's ${VAR}, ${VAR:-default}, ${VAR:?error}; hand-written: python-dotenv has no :?."""
 
     def sub(m: re.Match[str]) -> str:
         name, op, arg = m.groups()
@@ -69,8 +68,7 @@ def interpolate(value: str, variables: Mapping[str, str]) -> str:
 
 
 def environment(service: dict, variables: Mapping[str, str], caller: Mapping[str, str]) -> dict[str, str]:
-    """The service's compose environment, interpolated; a key whose value is only a ${X:-default}
-    fallback is left out when the caller sets that key itself."""
+    """The compose environment, interpolated, less the ${X:-default} fallbacks of keys the caller sets."""
     env: dict[str, str] = {}
     for key, raw in service.get("environment", {}).items():
         names = [m[0] for m in _VAR.findall(str(raw))]

@@ -100,8 +100,10 @@ def bring_up(args: argparse.Namespace, services: dict[str, LocalService], key: s
         loader = state.get("loader")
         rest = "; the rest of the corpus loads in the background" if loader and loader.poll() is None else ""
         log.info("serving search after %.0fs%s", time.monotonic() - state["started"], rest)
-        if loader is not None and loader.wait() != 0:
-            raise RuntimeError(f"the corpus loader exited with status {loader.returncode}")
+        if loader is not None:
+            if loader.wait() != 0:
+                raise RuntimeError(f"the corpus loader exited with status {loader.returncode}")
+            log.info("the whole corpus is loaded, after %.0fs", time.monotonic() - state["started"])
     except Exception as exc:  # any failure here stops the stack, reported
         if not state["stopped"].is_set():
             log.error("%s; stopping all services", exc)

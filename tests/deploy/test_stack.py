@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,15 +74,6 @@ def launch(tmp: Path, *extra: str, **environ: str) -> Launch:
     return Launch(proc, log, ports)
 
 
-def eventually(check: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(1)
-    return True
-
-
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -125,7 +116,8 @@ def test_a_first_run_is_quiet_and_reports_search_only_once_it_has_results(
     assert f"curl -s {query}/search" in out and f"X-API-Key: {API_KEY}" in out
     assert (tmp_path / "data" / "chroma").is_dir()  # Chroma persists under --data-dir
     ingest = f"http://127.0.0.1:{stack.ports['ingest']}"
-    assert eventually(lambda: httpx.get(f"{ingest}/stats").json()["count"] == len(CORPUS), timeout=300)
+    stack.wait_for("the whole corpus is loaded", timeout=300)
+    assert httpx.get(f"{ingest}/stats").json()["count"] == len(CORPUS)
     hits = httpx.post(f"{query}/search", json={"query": "molten lava eruption", "k": 3}, timeout=30)
     assert hits.json()["results"][0]["id"] == "volcano"
 

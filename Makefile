@@ -34,9 +34,10 @@ $(VENV)/.installed: requirements/pip.lock requirements/dev.lock pyproject.toml
 
 install: $(VENV)/.installed ## Create .venv from requirements/dev.lock (hashed) + this project, editable
 
-# The lock inputs are requirements.txt (the services), requirements-train.txt (+ training) and
-# requirements-dev.txt (+ tests, tools and the full chromadb with its server). dev.lock is resolved
-# first; the others are constrained to it, so a package has the same version in every lock.
+# The lock inputs are requirements.txt (the query service), requirements/ingest.in (+ OpenVINO, the
+# ingestion service), requirements-train.txt (+ training) and requirements-dev.txt (+ tests, tools
+# and the full chromadb with its server). dev.lock is resolved first; the others are constrained to
+# it, so a package has the same version in every lock.
 # requirements/chroma.lock is the compose test's stand-in Chroma image (deploy/podman/).
 UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 \
 	--python-platform x86_64-manylinux_2_28 --find-links $(TORCH_FIND_LINKS) --custom-compile-command "make lock"
@@ -44,7 +45,8 @@ lock: ## Resolve requirements*.txt into the hashed lock files under requirements
 	@test -x $(VENV)/bin/uv || $(PY) -m pip install -q uv==$$(sed -n 's/^uv==//p' requirements-dev.txt)
 	$(UV_COMPILE) --no-emit-package chromadb-client requirements-dev.txt -o requirements/dev.lock
 	$(UV_COMPILE) -c requirements/dev.lock requirements-train.txt -o requirements/train.lock
-	$(UV_COMPILE) -c requirements/dev.lock requirements.txt -o requirements/serve.lock
+	$(UV_COMPILE) -c requirements/dev.lock requirements.txt -o requirements/query.lock
+	$(UV_COMPILE) -c requirements/dev.lock requirements/ingest.in -o requirements/ingest.lock
 	$(UV_COMPILE) -c requirements/dev.lock requirements/chroma.in -o requirements/chroma.lock
 	$(UV_COMPILE) requirements/pip.in -o requirements/pip.lock
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping
 from pathlib import Path
 
 
-def instructions(path: Path) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) in order; comments dropped, continuation lines joined."""
+def instructions(path: Path, build_args: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) in order; comments dropped, continuation lines joined, ${ARG} of
+    `build_args` substituted."""
     result: list[tuple[str, str]] = []
     pending = ""
     for raw in path.read_text().splitlines():
@@ -19,14 +22,16 @@ def instructions(path: Path) -> list[tuple[str, str]]:
             continue
         line = pending + line
         pending = ""
+        for name, value in (build_args or {}).items():
+            line = re.sub(r"\$\{?" + name + r"\b\}?", value, line)
         keyword, _, args = line.partition(" ")
         result.append((keyword.upper(), args.strip()))
     return result
 
 
-def instruction(path: Path, keyword: str) -> str:
+def instruction(path: Path, keyword: str, build_args: Mapping[str, str] | None = None) -> str:
     """The arguments of the last KEYWORD instruction (the one that takes effect)."""
-    found = [args for kw, args in instructions(path) if kw == keyword]
+    found = [args for kw, args in instructions(path, build_args) if kw == keyword]
     assert found, f"{path}: no {keyword}"
     return found[-1]
 

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-LOCKS = {name: ROOT / "requirements" / f"{name}.lock" for name in ("serve", "train", "dev", "chroma", "pip")}
+NAMES = ("query", "ingest", "train", "dev", "chroma", "pip")
+LOCKS = {name: ROOT / "requirements" / f"{name}.lock" for name in NAMES}
 # Each lock and the input file it is resolved from (Makefile, target `lock`).
 INPUTS = {
-    "serve": ROOT / "requirements.txt",
+    "query": ROOT / "requirements.txt",
+    "ingest": ROOT / "requirements" / "ingest.in",
     "train": ROOT / "requirements-train.txt",
     "dev": ROOT / "requirements-dev.txt",
     "chroma": ROOT / "requirements" / "chroma.in",

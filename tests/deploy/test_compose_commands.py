@@ -18,12 +18,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
-from deploy.local.compose import LocalLayout, LocalService, interpolate, load_compose, local_services
-from deploy.local.stack import child_environment, resolve
-from deploy.local.supervisor import Supervisor
-from tests.conftest import free_port
+from deploy.local.compose import LocalLayout, LocalService, local_services
+from deploy.local.stack import child_environment
+from tests.conftest import free_port, wait_http
 from tests.deploy.dockerfiles import instruction
+from tests.deploy.procs import resolve, stop_group
+
+pytestmark = pytest.mark.stack
 
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "compose-test-key"
@@ -46,9 +49,13 @@ DOCS = [
 ]
 
 
+def load_compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
 class Stack:
-    def __init__(self, services: dict[str, LocalService], supervisor: Supervisor, log: Path) -> None:
-        self.services, self.supervisor, self.log = services, supervisor, log
+    def __init__(self, services: dict[str, LocalService], procs: dict, logs: Path) -> None:
+        self.services, self.procs, self.logs = services, procs, logs
 
     def url(self, name: str) -> str:
         return self.services[name].url
@@ -60,39 +67,37 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, published_base: Path) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("compose")
-    layout = LocalLayout(
-        ports={"chroma": free_port(), "ingest": free_port(), "query": free_port()},
-        data_dir=tmp / "data",
-        # The weights volume as `make run` leaves it on first start (the images carry the same base
-        # model in /models): the untrained base model, published with its ONNX export.
-        weights_dir=published_base,
-    )
+    ports = {"chroma": free_port(), "ingest": free_port(), "query": free_port()}
+    # The weights volume as `make run` leaves it on first start (the images carry the same base
+    # model in /models): the untrained base model, published with its ONNX export.
+    layout = LocalLayout(ports, tmp / "data", published_base)
     # Only the compose file's own defaults, plus the one value it requires: no .env, no shell.
     services = local_services(layout, variables={"INGEST_API_KEY": API_KEY})
-    log = tmp / "services.log"
-    with log.open("w") as out:
-        supervisor = Supervisor(out=out, color=False)
-        try:
-            for service in services.values():
-                env = child_environment(service.env, ROOT)
-                supervisor.start(service.name, resolve(service.argv, env), env, ROOT)
-            for service in services.values():
-                supervisor.wait_http(service.ready_url, timeout=300)
-            yield Stack(services, supervisor, log)
-        except Exception:
-            out.flush()
-            print(log.read_text()[-5000:])
-            raise
-        finally:
-            supervisor.stop()
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for name, service in services.items():
+            env = child_environment(service.env)
+            with (tmp / f"{name}.log").open("wb") as out:
+                procs[name] = subprocess.Popen(
+                    resolve(service.argv, env), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )  # fmt: skip
+        for name, service in services.items():
+            wait_http(service.ready_url, timeout=300, proc=procs[name])
+        yield Stack(services, procs, tmp)
+    except Exception:
+        print(*(p.read_text()[-3000:] for p in tmp.glob("*.log")))
+        raise
+    finally:
+        for proc in reversed(list(procs.values())):
+            stop_group(proc)
 
 
 def test_every_default_service_comes_from_the_compose_file(stack: Stack) -> None:
     compose = load_compose()
     assert set(stack.services) == {name for name, s in compose["services"].items() if not s.get("profiles")}
     for name in ("query", "ingest"):
-        child = next(c for c in stack.supervisor.children if c.name == name)
-        argv = [str(a) for a in child.proc.args]  # type: ignore[union-attr]
+        argv = [str(a) for a in stack.procs[name].args]  # type: ignore[union-attr]
         assert argv[1:] == compose["services"][name]["command"][1:]  # argv[0] resolved to the venv
         assert Path(argv[0]).name == compose["services"][name]["command"][0]
 
@@ -107,7 +112,7 @@ def test_each_service_answers(stack: Stack) -> None:
 
 def test_query_runs_the_compose_worker_count(stack: Stack) -> None:
     # QUERY_WORKERS: ${QUERY_WORKERS:-2} -> two gunicorn workers, each with its own model.
-    workers = re.findall(r"query \|.*Booting worker with pid: (\d+)", stack.log.read_text())
+    workers = re.findall(r"Booting worker with pid: (\d+)", (stack.logs / "query.log").read_text())
     assert len(set(workers)) == 2
 
 
@@ -135,7 +140,7 @@ def healthcheck_script(port: int) -> str:
     """The compose file's Chroma health check, as the container's shell would receive it."""
     test = load_compose()["services"]["chroma"]["healthcheck"]["test"]
     assert test[:3] == ["CMD", "/bin/bash", "-c"]
-    script = interpolate(test[3], {})  # compose turns $$ into $
+    script = test[3].replace("$$", "$")  # as compose does
     assert "/dev/tcp/127.0.0.1/8000" in script and "/api/v2/heartbeat" in script
     return script.replace("/dev/tcp/127.0.0.1/8000", f"/dev/tcp/127.0.0.1/{port}")
 
@@ -152,9 +157,12 @@ def test_compose_chroma_healthcheck_passes_on_a_live_server(stack: Stack) -> Non
 
 @pytest.mark.parametrize("name", ["query", "ingest"])
 def test_dockerfile_healthcheck_passes_on_the_live_service(stack: Stack, name: str) -> None:
-    cmd = json.loads(instruction(ROOT / "deploy" / name / "Dockerfile", "HEALTHCHECK").split(" CMD ", 1)[1])
+    dockerfile = ROOT / "deploy" / "service" / "Dockerfile"
+    cmd = json.loads(instruction(dockerfile, "HEALTHCHECK").split(" CMD ", 1)[1])
     assert cmd[0] == "python"
-    env = child_environment({f"{name.upper()}_PORT": str(stack.port(name))}, ROOT)
+    # The image's ENV for this service (its build arguments), and the port the service runs on.
+    image = {"TWOTOWER_PORT_VARIABLE": f"{name.upper()}_PORT", "TWOTOWER_DEFAULT_PORT": "1"}
+    env = child_environment({**image, f"{name.upper()}_PORT": str(stack.port(name))})
     python = resolve(["python"], env)[0]
     assert subprocess.run([python, *cmd[1:]], env=env, timeout=20).returncode == 0
     env[f"{name.upper()}_PORT"] = str(free_port())

@@ -17,21 +17,27 @@ import yaml
 from pydantic_settings import BaseSettings
 
 from deploy.k8s.validate import manifests
-from deploy.local.compose import load_compose, volume_mounts
+from deploy.local.compose import interpolate
 from services.ingest.config import Settings as IngestSettings
 from services.query.config import Settings as QuerySettings
 from tests.deploy.dockerfiles import exec_form, instruction, instructions, stages
 from tests.deploy.locks import LOCKS, read_lock
 
 ROOT = Path(__file__).resolve().parents[2]
-COMPOSE = load_compose()
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 K8S = [doc for _, doc in manifests()]
 SETTINGS: dict[str, type[BaseSettings]] = {"query": QuerySettings, "ingest": IngestSettings}
-DOCKERFILES = {name: ROOT / "deploy" / name / "Dockerfile" for name in ("query", "ingest", "trainer")}
+DOCKERFILES = {name: ROOT / SERVICES[name]["build"]["dockerfile"] for name in ("query", "ingest", "trainer")}
+ARGS = {name: {k: str(v) for k, v in SERVICES[name]["build"].get("args", {}).items()} for name in DOCKERFILES}
 
 
-def pinned(package: str, lock: str = "serve") -> str:
+def volume_mounts(service: dict[str, Any]) -> dict[str, str]:
+    volumes = [interpolate(v, {}).split(":") for v in service.get("volumes", [])]
+    return {v[1]: v[0] for v in volumes}
+
+
+def pinned(package: str, lock: str = "query") -> str:
     """The version `make lock` resolved for a package (requirements/<lock>.lock)."""
     locked = read_lock(LOCKS[lock])
     assert package in locked, f"{package} not in requirements/{lock}.lock"
@@ -104,7 +110,8 @@ def test_chroma_runs_on_one_configuration_everywhere() -> None:
 @pytest.mark.parametrize("name", ["query", "ingest", "trainer"])
 def test_one_command_per_service_everywhere(name: str) -> None:
     command = SERVICES[name]["command"]
-    assert exec_form(DOCKERFILES[name], "CMD") == command
+    if name == "trainer":  # the services' image runs the command compose and k8s name
+        assert exec_form(DOCKERFILES[name], "CMD") == command
     workload = ("Job", "trainer") if name == "trainer" else ("Deployment", name)
     assert k8s_container(*workload)["command"] == command
     if name != "trainer":
@@ -137,8 +144,9 @@ def test_ports_agree(name: str) -> None:
     prefix = name.upper()
     assert SERVICES[name]["ports"] == [f"{port}:{port}"]
     assert SERVICES[name]["environment"][f"{prefix}_PORT"] == str(port)
-    assert instruction(DOCKERFILES[name], "EXPOSE") == str(port)
-    assert f"os.environ.get('{prefix}_PORT', '{port}')" in instruction(DOCKERFILES[name], "HEALTHCHECK")
+    assert instruction(DOCKERFILES[name], "EXPOSE", ARGS[name]) == str(port)
+    env = instruction(DOCKERFILES[name], "ENV", ARGS[name])
+    assert f"TWOTOWER_PORT_VARIABLE={prefix}_PORT" in env and f"TWOTOWER_DEFAULT_PORT={port}" in env
     container = k8s_container("Deployment", name)
     assert container["ports"] == [{"name": "http", "containerPort": port}]
     assert k8s("Service", name)["spec"]["ports"][0]["port"] == port
@@ -159,7 +167,7 @@ def test_every_variable_is_a_setting_of_its_service(name: str) -> None:
     configmap = set(k8s("ConfigMap", f"{name}-settings")["data"])
     secret_vars = {e["name"] for e in k8s_container("Deployment", name).get("env", [])}
     assert configmap | secret_vars <= known, (configmap | secret_vars) - known
-    dockerfile_env = set(re.findall(r"\b([A-Z_]+)=", instruction(DOCKERFILES[name], "ENV")))
+    dockerfile_env = set(re.findall(r"\b([A-Z_]+)=", instruction(DOCKERFILES[name], "ENV", ARGS[name])))
     assert {v for v in dockerfile_env if v.startswith(prefix)} <= known
 
 
@@ -167,7 +175,7 @@ def test_every_variable_is_a_setting_of_its_service(name: str) -> None:
 def test_weights_are_mounted_read_only_where_the_setting_points(name: str) -> None:
     weights_dir = SERVICES[name]["environment"][f"{name.upper()}_WEIGHTS_DIR"]
     assert f"weights:{weights_dir}:ro" in SERVICES[name]["volumes"]
-    assert f"{name.upper()}_WEIGHTS_DIR={weights_dir}" in instruction(DOCKERFILES[name], "ENV")
+    assert f"{name.upper()}_WEIGHTS_DIR={weights_dir}" in instruction(DOCKERFILES[name], "ENV", ARGS[name])
     container = k8s_container("Deployment", name)
     assert {"name": "weights", "mountPath": weights_dir, "readOnly": True} in container["volumeMounts"]
 
@@ -192,18 +200,25 @@ def test_env_example_documents_exactly_what_compose_reads() -> None:
 
 @pytest.mark.parametrize("name", ["query", "ingest", "trainer"])
 def test_images_are_slim_multi_stage_locked_cpu_torch_non_root_and_offline(name: str) -> None:
-    path = DOCKERFILES[name]
+    path, args = DOCKERFILES[name], ARGS[name]
     assert set(stages(path)) == {"python:3.11-slim"}
     runs = [shlex.split(args) for kw, args in instructions(path) if kw == "RUN" and "pip install" in args]
     # Every pip install takes its dependencies from a lock, with hashes, or installs the project alone.
     assert all(("--require-hashes" in r) != ("--no-deps" in r) for r in runs), runs
     locks = {r[r.index("-r") + 1] for r in runs if "--require-hashes" in r}
     for lock in locks:
-        assert ("COPY", f"requirements/{Path(lock).name} /tmp/") in instructions(path)
+        copied = (
+            f"requirements/{name}.lock /tmp/"
+            if lock == "/tmp/service.lock"
+            else f"requirements/{Path(lock).name} /tmp/"
+        )
+        assert ("COPY", copied + ("service.lock" if lock == "/tmp/service.lock" else "")) in instructions(
+            path, args
+        )
     # The venv the image runs is its build stage's: the serve lock (no PyTorch) for the services, the
     # train lock for the trainer. (The services' base-model stage uses the train lock only to export.)
-    role = "train" if name == "trainer" else "serve"
-    steps = instructions(path)
+    role = "train" if name == "trainer" else "service"
+    steps = instructions(path, args)
     froms = [i for i, (kw, _) in enumerate(steps) if kw == "FROM"] + [len(steps)]
     build = froms.index(steps.index(("FROM", "python:3.11-slim AS build")))
     # pip itself first (requirements/pip.lock): venv's bundled pip mis-resolves hashed locks.
@@ -214,9 +229,9 @@ def test_images_are_slim_multi_stage_locked_cpu_torch_non_root_and_offline(name:
         assert not stage or stage[0][stage[0].index("-r") + 1] == "/tmp/pip.lock", stage
     assert ("COPY", "--from=build /opt/venv /opt/venv") in steps[froms[-2] :]
     assert pinned("torch", "train").endswith("+cpu")
-    if role == "serve":
-        assert "torch" not in read_lock(LOCKS["serve"])
-        assert instruction(path, "ENV").count(f"{name.upper()}_MODELS_DIR=/models") == 1
+    if role == "service":
+        assert "torch" not in read_lock(LOCKS[name])
+        assert instruction(path, "ENV", args).count(f"{name.upper()}_MODELS_DIR=/models") == 1
     for r in runs:
         if "/tmp/train.lock" in r:  # torch: from deploy/wheels/ or PyTorch's CPU wheels
             assert r[r.index("--find-links") : r.index("--find-links") + 2] == ["--find-links", "/wheels"]
@@ -225,11 +240,12 @@ def test_images_are_slim_multi_stage_locked_cpu_torch_non_root_and_offline(name:
     assert "HF_HUB_OFFLINE=1" in env and "TRANSFORMERS_OFFLINE=1" in env
     assert "PYTHONPATH" not in env  # the project is installed in the venv
     assert instruction(path, "USER") == "app"
-    for keyword, args in instructions(path):
-        if keyword == "COPY" and not args.startswith("--from"):
-            for source in args.split()[:-1]:
+    for keyword, copy in instructions(path, args):
+        if keyword == "COPY" and not copy.startswith("--from"):
+            for source in copy.split()[:-1]:
                 assert (ROOT / source).exists(), f"{path}: COPY {source} does not exist"
-    assert SERVICES[name]["build"] == {"context": ".", "dockerfile": f"deploy/{name}/Dockerfile"}
+    dockerfile = "deploy/trainer/Dockerfile" if name == "trainer" else "deploy/service/Dockerfile"
+    assert SERVICES[name]["build"]["dockerfile"] == dockerfile
     assert SERVICES[name]["image"] == f"twotower-{name}:latest"
     workload = ("Job", "trainer") if name == "trainer" else ("Deployment", name)
     assert k8s_container(*workload)["image"] == f"twotower-{name}:latest"

@@ -23,8 +23,9 @@ import httpx
 import pytest
 
 from deploy.local.compose import LocalLayout, local_services
-from deploy.local.stack import child_environment, resolve
+from deploy.local.stack import child_environment
 from tests.conftest import ROOT, free_port, wait_http
+from tests.deploy.procs import resolve
 from twotower.beir import iter_corpus
 
 pytestmark = pytest.mark.durability
@@ -69,11 +70,11 @@ def stack(published_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     procs = Processes(
         {n: s.url for n, s in services.items()},
         # /healthz for query: its /readyz is 503 until the first document is posted.
-        {n: s.url + ("/healthz" if n == "query" else s.ready_path) for n, s in services.items()},
+        {n: s.ready_url for n, s in services.items()},
         tmp,
     )
     for name, service in services.items():
-        env = child_environment(service.env, ROOT)
+        env = child_environment(service.env)
         procs.argv[name], procs.env[name] = resolve(service.argv, env), env
     try:
         procs.start(*services)

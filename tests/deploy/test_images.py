@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.deploy.dockerfiles import exec_form, instructions
 from tests.deploy.locks import LOCKS, canonical, read_lock
@@ -24,9 +25,13 @@ from tests.deploy.locks import LOCKS, canonical, read_lock
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def stages(dockerfile: Path) -> list[list[tuple[str, str]]]:
+SERVICE_DOCKERFILE = ROOT / "deploy" / "service" / "Dockerfile"
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+
+
+def stages(dockerfile: Path, build_args: dict[str, str] | None = None) -> list[list[tuple[str, str]]]:
     """Each stage's instructions after its FROM."""
-    steps = instructions(dockerfile)
+    steps = instructions(dockerfile, build_args)
     froms = [i for i, (kw, _) in enumerate(steps) if kw == "FROM"]
     assert len(froms) >= 2, f"{dockerfile}: expected build stages and a final stage"
     return [steps[a + 1 : b] for a, b in zip(froms, [*froms[1:], len(steps)], strict=True)]
@@ -57,10 +62,10 @@ def lay_out(steps: list[tuple[str, str]], into: Path) -> Path:
     return into / workdir.relative_to("/")
 
 
-def install_project(dockerfile: Path, tmp_path: Path) -> Path:
+def install_project(dockerfile: Path, tmp_path: Path, build_args: dict[str, str] | None = None) -> Path:
     """The final stage's project install (`pip install --no-deps ... <dir>`), from the files that
     stage COPYs, into tmp_path/site; returns that folder."""
-    steps = stages(dockerfile)[-1]
+    steps = stages(dockerfile, build_args)[-1]
     context = tmp_path / "build"
     lay_out([(kw, a) for kw, a in steps if kw == "COPY"], context)
     (run,) = [args for kw, args in steps if kw == "RUN" and "--no-deps" in args]
@@ -141,11 +146,11 @@ NOT_FROM_THE_REPOSITORY = (
 
 @pytest.mark.parametrize("name", ["query", "ingest"])
 def test_service_image_builds_its_app_and_gunicorn_config(name: str, tmp_path: Path) -> None:
-    dockerfile = ROOT / "deploy" / name / "Dockerfile"
-    site = install_project(dockerfile, tmp_path)
-    app = lay_out(stages(dockerfile)[-1], tmp_path / "image")
-    cmd = exec_form(dockerfile, "CMD")
-    conf, target = cmd[2], cmd[3]
+    build = COMPOSE[name]["build"]  # the Dockerfile and build arguments compose builds the image with
+    dockerfile, args = ROOT / build["dockerfile"], {k: str(v) for k, v in build["args"].items()}
+    site = install_project(dockerfile, tmp_path, args)
+    app = lay_out(stages(dockerfile, args)[-1], tmp_path / "image")
+    conf, target = COMPOSE[name]["command"][2:4]
     assert (app / conf).is_file()
     module, factory = target.removesuffix("()").split(":")
     code = (
@@ -170,10 +175,18 @@ def test_service_image_builds_its_app_and_gunicorn_config(name: str, tmp_path: P
     ]
     # What the service's own modules import at start is in the image's lock: a package locked only
     # for training would crash the container, yet pass here in the dev venv without this check.
-    missing = distributions_loaded_by(result.stdout) - set(read_lock(LOCKS["serve"]))
-    assert not missing, f"{name} imports {sorted(missing)} at start, which requirements/serve.lock lacks"
+    missing = distributions_loaded_by(result.stdout) - set(read_lock(LOCKS[name]))
+    assert not missing, f"{name} imports {sorted(missing)} at start, which requirements/{name}.lock lacks"
     other = "ingest" if name == "query" else "query"
     assert not (site / "services" / other).exists()  # each image carries its own service only
+
+
+def test_each_service_image_carries_only_the_runtimes_its_defaults_use() -> None:
+    """Query runs ONNX Runtime; ingestion's documents run on OpenVINO by default, and the onnx engine
+    imports ONNX Runtime; neither carries PyTorch."""
+    runtimes = {"onnxruntime", "openvino", "torch"}
+    assert runtimes & set(read_lock(LOCKS["query"])) == {"onnxruntime"}
+    assert runtimes & set(read_lock(LOCKS["ingest"])) == {"onnxruntime", "openvino"}
 
 
 TOOLS = [

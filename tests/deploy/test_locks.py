@@ -51,11 +51,11 @@ def test_a_package_has_one_version_in_every_lock() -> None:
 
 def test_the_chroma_client_and_server_never_share_an_environment() -> None:
     # Both distributions install the `chromadb` module: one would overwrite the other's files.
-    for name in ("serve", "train"):
+    for name in ("query", "ingest", "train"):
         assert "chromadb-client" in LOCKED[name] and "chromadb" not in LOCKED[name], name
     for name in ("dev", "chroma"):
         assert "chromadb" in LOCKED[name] and "chromadb-client" not in LOCKED[name], name
-    assert LOCKED["serve"]["chromadb-client"].version == LOCKED["dev"]["chromadb"].version
+    assert LOCKED["query"]["chromadb-client"].version == LOCKED["dev"]["chromadb"].version
 
 
 def test_torch_is_the_cpu_build_and_no_cuda_library_is_locked() -> None:
@@ -87,7 +87,7 @@ def test_this_environment_is_dev_lock() -> None:
 
 
 def test_the_project_declares_what_the_services_pin() -> None:
-    """pyproject.toml's dependencies name the services' pins (requirements.txt), so that the project
+    """pyproject.toml's dependencies name the services' pins (both services' inputs), so that the project
     installed without a lock still runs; its `torch` extra is in the training lock."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
@@ -95,7 +95,7 @@ def test_the_project_declares_what_the_services_pin() -> None:
         return {canonical(re.split(r"[\s<>=!~;\[]", r, maxsplit=1)[0]) for r in requirements}
 
     # chromadb: the client or the full package, depending on the lock (see pyproject.toml).
-    assert names(project["dependencies"]) == set(read_inputs(INPUTS["serve"])) - {
+    assert names(project["dependencies"]) == set(read_inputs(INPUTS["ingest"])) - {
         "chromadb-client",
         "setuptools",
     }

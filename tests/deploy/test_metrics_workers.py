@@ -18,8 +18,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from deploy.local.stack import child_environment, resolve
+from deploy.local.stack import child_environment
 from tests.conftest import ChromaServer, free_port
+from tests.deploy.procs import resolve
 
 ROOT = Path(__file__).resolve().parents[2]
 HEALTHZ = {"service": "query", "method": "GET", "route": "/healthz", "status": "200"}
@@ -80,7 +81,7 @@ def gunicorn(tmp_path: Path, chroma_server: ChromaServer, published_base: Path) 
         "QUERY_COLLECTION_PREFIX": "workers",
         "PROMETHEUS_MULTIPROC_DIR": str(prom_dir),
     }
-    env = child_environment(settings, ROOT)
+    env = child_environment(settings)
     argv = resolve(
         ["gunicorn", "-c", "services/query/gunicorn.conf.py", "services.query.main:create_app()"], env
     )

@@ -33,9 +33,9 @@ import pytest
 import torch
 
 from deploy.local.compose import LocalLayout, local_services
-from deploy.local.stack import child_environment, resolve
-from deploy.local.supervisor import stop_group
+from deploy.local.stack import child_environment
 from tests.conftest import ROOT, free_port, wait_http
+from tests.deploy.procs import resolve, stop_group
 from twotower import load_published, publish
 from twotower.beir import iter_corpus
 from twotower.index.documents import DocumentIndex
@@ -116,7 +116,7 @@ def live(two_versions: tuple[Path, str, str], tmp_path_factory: pytest.TempPathF
     stack = Live(weights, layout.ports["chroma"], {n: s.url for n, s in services.items()}, tmp)
     try:
         for name, service in services.items():
-            env = child_environment(service.env, ROOT)
+            env = child_environment(service.env)
             env["QUERY_POINTER_POLL_S"] = env["INGEST_POINTER_POLL_S"] = "0.5"
             stack.argv[name], stack.env[name] = resolve(service.argv, env), env
             stack.start(name)

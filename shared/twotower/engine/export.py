@@ -123,14 +123,21 @@ def _quantize(source: Path, target: Path) -> None:
     ]
     if not any(kept_fp32(n.name) for n in graph.node):
         raise ArtifactError(f"{source}: no feed-forward MatMul named like {FFN_DOWN_PROJECTION.pattern}")
-    quantize_dynamic(
-        str(source),
-        str(target),
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        op_types_to_quantize=["MatMul"],
-        nodes_to_exclude=excluded,
-    )
+    # onnxruntime logs on the root logger a line per tensor left in fp32 (by design here) and advice
+    # on pre-processing: keep its errors only.
+    root, level = logging.getLogger(), logging.getLogger().level
+    root.setLevel(logging.ERROR)
+    try:
+        quantize_dynamic(
+            str(source),
+            str(target),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul"],
+            nodes_to_exclude=excluded,
+        )
+    finally:
+        root.setLevel(level)
 
 
 def _write_export(model: DualTowerWithFC, version: str, target: Path, int8: bool) -> None:

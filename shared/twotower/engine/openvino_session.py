@@ -29,8 +29,9 @@ class OpenVinoSession:
             import openvino
         except ImportError as exc:
             raise RuntimeError(
-                "the openvino backend needs the `openvino` package (pinned in requirements.txt); "
-                "install it, or run the graphs on ONNX Runtime (*_ONNX_BACKEND=onnxruntime)"
+                "the openvino backend needs the `openvino` package (requirements/ingest.in: the ingestion "
+                "image has it, the query image does not); install it, or run the graphs on ONNX Runtime "
+                "(*_ONNX_BACKEND=onnxruntime)"
             ) from exc
         core = openvino.Core()
         self._compiled = core.compile_model(

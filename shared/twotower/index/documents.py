@@ -28,6 +28,7 @@ from twotower.engine import Encoder
 from twotower.index import passages
 from twotower.index.passages import PassageConfig
 from twotower.index.store import ChromaStore, CollectionMissing, Metadata, PartialWrite, Record
+from twotower.lexical import term_stats
 from twotower.text import format_document
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ END_KEY = "_end"
 START_KEY = "_start"
 PARENT_KEY = "_parent"
 PART_KEY = "_part"
+STATS_KEY = "_bm25"  # the passage's tower input as `lexical.term_stats` sums it up
 PASSAGE_SEPARATOR = "#"
 
 # A passage of a document up to this long carries the whole text (and its span in `_start`/`_end`),
@@ -167,9 +169,14 @@ class DocumentIndex:
             document.text, document.title, encoder.tokenizer, encoder.max_seq_length, self.passage_config
         )
         texts = [format_document(document.text[s:e], document.title) for s, e in spans]
+        stats = [term_stats(t) for t in texts]
         if len(spans) == 1:
-            return [Record(document.id, document.text, base)], texts
-        head = Record(document.id, document.text, {**base, PARTS_KEY: len(spans), END_KEY: spans[0][1]})
+            return [Record(document.id, document.text, {**base, STATS_KEY: stats[0]})], texts
+        head = Record(
+            document.id,
+            document.text,
+            {**base, PARTS_KEY: len(spans), END_KEY: spans[0][1], STATS_KEY: stats[0]},
+        )
         whole = len(document.text) <= WHOLE_TEXT_CHARS
         tail = [
             Record(
@@ -179,6 +186,7 @@ class DocumentIndex:
                     **base,
                     PARENT_KEY: document.id,
                     PART_KEY: i,
+                    STATS_KEY: stats[i],
                     **({START_KEY: s, END_KEY: e} if whole else {}),
                 },
             )
@@ -291,28 +299,48 @@ class DocumentIndex:
         return [i for i in self.store.ids(self.version) if not is_passage_id(i)]
 
     # -- searching -------------------------------------------------------------------------
-    def candidates(self, embedding: np.ndarray, n: int, where: dict[str, Any] | None = None) -> list[Record]:
-        """The `n` nearest passages, nearest first."""
-        return self.store.query(self.version, embedding, n, where)
+    def candidates(
+        self, embedding: np.ndarray, n: int, where: dict[str, Any] | None = None, *, texts: bool = True
+    ) -> list[Record]:
+        """The `n` nearest passages, nearest first; without `texts`, their texts are "" (metadata
+        and distances only: `fill_texts` fetches those needed later)."""
+        return self.store.query(self.version, embedding, n, where, texts=texts)
+
+    def fill_texts(self, records: Sequence[Record]) -> None:
+        """Fetch, in one request, the texts of those `records` that have none. A record deleted
+        meanwhile keeps its empty text."""
+        wanted = {r.id for r in records if not r.text}
+        if not wanted:
+            return
+        try:
+            found = {r.id: r.text for r in self.store.get(self.version, ids=list(wanted), metadata=False)}
+        except CollectionMissing:
+            return
+        for record in records:
+            if not record.text:
+                record.text = found.get(record.id, "")
 
     def documents_of(self, ranked: Sequence[Record], k: int) -> list[Hit]:
         """The first `k` distinct documents of a passage ranking, each with its best passage and
         its whole text (from the hit itself, another candidate, or else one request by id)."""
-        hits: dict[str, Hit] = {}
+        best: dict[str, tuple[int, Record]] = {}
         for rank, record in enumerate(ranked):
             doc_id = document_id(record)
-            if doc_id in hits:
-                continue
+            if doc_id not in best:
+                best[doc_id] = (rank, record)
+                if len(best) == k:
+                    break
+        self.fill_texts([record for _, record in best.values()])
+        hits: dict[str, Hit] = {}
+        for doc_id, (rank, record) in best.items():
             multi = PARENT_KEY in record.metadata or PARTS_KEY in record.metadata
             document = whole_document(record) or Document(doc_id, "")
             hits[doc_id] = Hit(
                 document, float(record.distance or 0.0), passage_text(record) if multi else None, rank
             )
-            if len(hits) == k:
-                break
         # A long document's first passage (its record, with the whole text) is often among the
         # candidates too, lower down: only the others cost a second request.
-        candidates = {r.id: r for r in ranked}
+        candidates = {r.id: r for r in ranked if r.text}
         missing = []
         for doc_id, hit in hits.items():
             if not hit.document.text:

@@ -172,6 +172,7 @@ class OnnxEncoder:
         variant: Variant = "fp32",
         batch_size: int | None = None,
         backend: Backend = "onnxruntime",
+        openvino_precision: str | None = None,
     ) -> None:
         self.directory = Path(directory)
         self._manifest = read_manifest(self.directory)
@@ -183,6 +184,7 @@ class OnnxEncoder:
         self.device = "cuda" if self.providers[0] != "CPUExecutionProvider" else "cpu"
         self.variant = self._servable(variant)
         self.backend = self._runnable(backend)
+        self.openvino_precision = openvino_precision  # unset: OpenVINO's (bf16 where the CPU has it)
         # OpenVINO keeps kernels and buffers for every input shape it has run, so a chunk's width is
         # rounded up to a multiple of this: 16 widths instead of 256 bound its memory (documents on
         # 2 threads: RSS flat at 376 MB after 2,560 SciFact abstracts, against 466 MB and still
@@ -278,7 +280,9 @@ class OnnxEncoder:
                 if self.backend == "openvino":
                     # One stream per chunk run side by side, each on one thread; else one stream
                     # spread over the threads.
-                    compiled = OpenVinoSession(path, self.threads, streams=self.threads if chunked else 1)
+                    compiled = OpenVinoSession(
+                        path, self.threads, self.threads if chunked else 1, self.openvino_precision
+                    )
                     session: Session = compiled
                     runtime = f"openvino {compiled.precision}"
                 else:
@@ -394,7 +398,7 @@ class OpenVinoSession:
     binding: a rollout's backfill stopped with both threads in `InferRequest.infer`, one holding
     the GIL.)"""
 
-    def __init__(self, path: Path, threads: int, streams: int = 1) -> None:
+    def __init__(self, path: Path, threads: int, streams: int = 1, precision: str | None = None) -> None:
         try:
             import openvino
         except ImportError as exc:
@@ -403,11 +407,11 @@ class OpenVinoSession:
                 "install it, or run the graphs on ONNX Runtime (*_ONNX_BACKEND=onnxruntime)"
             ) from exc
         core = openvino.Core()
-        self._compiled = core.compile_model(
-            core.read_model(str(path)),
-            "CPU",
-            {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": streams, "ENABLE_CPU_PINNING": False},
-        )
+        config: dict[str, Any] = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": streams}
+        config["ENABLE_CPU_PINNING"] = False
+        if precision:
+            config["INFERENCE_PRECISION_HINT"] = precision
+        self._compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
         self.precision = self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         self._inputs = [SimpleNamespace(name=port.get_any_name()) for port in self._compiled.inputs]
         self._requests = [self._compiled.create_infer_request() for _ in range(streams)]

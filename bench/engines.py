@@ -50,7 +50,12 @@ def measure(
     for name in names:
         variant, backend, precision = VARIANTS[name]
         encoders[name] = OnnxEncoder.open(
-            [weights], version, threads=threads, variant=variant, backend=backend, openvino_precision=precision
+            [weights],
+            version,
+            threads=threads,
+            variant=variant,
+            backend=backend,
+            openvino_precision=precision,
         )
         encoders[name].encode_documents(documents[:8])  # compile, warm up
         encoders[name].encode_queries(queries[:4])

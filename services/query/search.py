@@ -6,9 +6,9 @@ each document once.
     hybrid  dense-first fusion: the `hybrid_depth` nearest passages, ranked again by BM25 computed
             over those candidates alone (same tokenisation as training's BM25), the two rankings
             fused by reciprocal rank fusion. It needs no lexical index: each passage carries its
-            term statistics (computed at ingestion), fetched with the candidates instead of their
-            texts; the texts of the results are fetched after. A passage stored without statistics
-            is tokenised from its text.
+            term statistics (computed at ingestion), fetched with the candidates: BM25 reads
+            them instead of tokenising and stemming the candidates' texts. A passage stored without
+            statistics is tokenised from its text.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from services.common.priority import as_background_work
 from services.common.state import ServiceState
 from services.query.config import Settings
 from services.query.schemas import SearchHit, SearchRequest, SearchResponse
-from twotower.index.documents import STATS_KEY, DocumentIndex, Hit, passage_text, user_metadata
+from twotower.index.documents import STATS_KEY, Hit, passage_text, user_metadata
 from twotower.index.store import Record
 from twotower.lexical import rank_by_bm25, reciprocal_rank_fusion
 from twotower.text import format_document
@@ -38,11 +38,9 @@ def search(state: ServiceState[Settings], request: SearchRequest) -> SearchRespo
     hybrid = request.mode == "hybrid"
     n = max(request.k * OVERFETCH, state.settings.hybrid_depth if hybrid else request.k + 10)
     while True:
-        candidates = serving.index.candidates(
-            embedding, min(n, MAX_CANDIDATES), request.where, texts=not hybrid
-        )
+        candidates = serving.index.candidates(embedding, min(n, MAX_CANDIDATES), request.where)
         ranked = (
-            fuse(request.query, candidates, serving.index)
+            fuse(request.query, candidates)
             if hybrid
             else [(r, 1.0 - (r.distance or 0.0)) for r in candidates]
         )
@@ -62,10 +60,9 @@ def search(state: ServiceState[Settings], request: SearchRequest) -> SearchRespo
     )
 
 
-def fuse(query: str, candidates: list[Record], index: DocumentIndex) -> list[tuple[Record, float]]:
+def fuse(query: str, candidates: list[Record]) -> list[tuple[Record, float]]:
     """The candidates (nearest first) re-ranked by RRF of their dense and BM25 ranks."""
     stats = [r.metadata.get(STATS_KEY) for r in candidates]
-    index.fill_texts([r for r, s in zip(candidates, stats, strict=True) if s is None])
     texts = [
         None if s is not None else format_document(passage_text(r), user_metadata(r.metadata)[0])
         for r, s in zip(candidates, stats, strict=True)

@@ -161,13 +161,14 @@ class DocumentIndex:
             )
 
     # -- writing ---------------------------------------------------------------------------
-    def records(self, document: Document) -> tuple[list[Record], list[str]]:
-        """The records of one document and the tower input of each."""
-        encoder = self._encoder()
+    def records(
+        self, document: Document, spans: list[tuple[int, int]] | None = None
+    ) -> tuple[list[Record], list[str]]:
+        """The records of one document and the tower input of each (`spans`: its passages, when
+        split already)."""
         base: Metadata = {**document.metadata, TITLE_KEY: document.title or ""}
-        spans = passages.split(
-            document.text, document.title, encoder.tokenizer, encoder.max_seq_length, self.passage_config
-        )
+        if spans is None:
+            spans = self._split([document])[0]
         texts = [format_document(document.text[s:e], document.title) for s, e in spans]
         stats = [term_stats(t) for t in texts]
         if len(spans) == 1:
@@ -203,7 +204,7 @@ class DocumentIndex:
         documents that were stored whole when Chroma failed part-way."""
         if not documents:
             return []
-        layout = [self.records(d) for d in documents]
+        layout = [self.records(d, spans) for d, spans in zip(documents, self._split(documents), strict=True)]
         stale: list[str] = []
         if not only_new:
             before = self._previous([d.id for d in documents])
@@ -256,6 +257,15 @@ class DocumentIndex:
                 record.metadata = {**record.metadata, **gone}  # type: ignore[dict-item]
         return [f"{doc_id}{PASSAGE_SEPARATOR}{i}" for i in range(len(records), int(old.get(PARTS_KEY, 1)))]
 
+    def _split(self, documents: Sequence[Document]) -> list[list[tuple[int, int]]]:
+        encoder = self._encoder()
+        return passages.split_many(
+            [(d.text, d.title) for d in documents],
+            encoder.tokenizer,
+            encoder.max_seq_length,
+            self.passage_config,
+        )
+
     def _encoder(self) -> Encoder:
         if self.encoder is None:
             raise RuntimeError(f"{self.collection}: no encoder to embed documents with")
@@ -299,48 +309,28 @@ class DocumentIndex:
         return [i for i in self.store.ids(self.version) if not is_passage_id(i)]
 
     # -- searching -------------------------------------------------------------------------
-    def candidates(
-        self, embedding: np.ndarray, n: int, where: dict[str, Any] | None = None, *, texts: bool = True
-    ) -> list[Record]:
-        """The `n` nearest passages, nearest first; without `texts`, their texts are "" (metadata
-        and distances only: `fill_texts` fetches those needed later)."""
-        return self.store.query(self.version, embedding, n, where, texts=texts)
-
-    def fill_texts(self, records: Sequence[Record]) -> None:
-        """Fetch, in one request, the texts of those `records` that have none. A record deleted
-        meanwhile keeps its empty text."""
-        wanted = {r.id for r in records if not r.text}
-        if not wanted:
-            return
-        try:
-            found = {r.id: r.text for r in self.store.get(self.version, ids=list(wanted), metadata=False)}
-        except CollectionMissing:
-            return
-        for record in records:
-            if not record.text:
-                record.text = found.get(record.id, "")
+    def candidates(self, embedding: np.ndarray, n: int, where: dict[str, Any] | None = None) -> list[Record]:
+        """The `n` nearest passages, nearest first."""
+        return self.store.query(self.version, embedding, n, where)
 
     def documents_of(self, ranked: Sequence[Record], k: int) -> list[Hit]:
         """The first `k` distinct documents of a passage ranking, each with its best passage and
         its whole text (from the hit itself, another candidate, or else one request by id)."""
-        best: dict[str, tuple[int, Record]] = {}
+        hits: dict[str, Hit] = {}
         for rank, record in enumerate(ranked):
             doc_id = document_id(record)
-            if doc_id not in best:
-                best[doc_id] = (rank, record)
-                if len(best) == k:
-                    break
-        self.fill_texts([record for _, record in best.values()])
-        hits: dict[str, Hit] = {}
-        for doc_id, (rank, record) in best.items():
+            if doc_id in hits:
+                continue
             multi = PARENT_KEY in record.metadata or PARTS_KEY in record.metadata
             document = whole_document(record) or Document(doc_id, "")
             hits[doc_id] = Hit(
                 document, float(record.distance or 0.0), passage_text(record) if multi else None, rank
             )
+            if len(hits) == k:
+                break
         # A long document's first passage (its record, with the whole text) is often among the
         # candidates too, lower down: only the others cost a second request.
-        candidates = {r.id: r for r in ranked if r.text}
+        candidates = {r.id: r for r in ranked}
         missing = []
         for doc_id, hit in hits.items():
             if not hit.document.text:

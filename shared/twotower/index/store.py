@@ -346,22 +346,16 @@ class ChromaStore:
             stored.extend(r.id for r in batch)
 
     def query(
-        self,
-        name: str,
-        embedding: np.ndarray,
-        n: int,
-        where: dict[str, Any] | None = None,
-        *,
-        texts: bool = True,
+        self, name: str, embedding: np.ndarray, n: int, where: dict[str, Any] | None = None
     ) -> list[Record]:
-        """The `n` nearest records to `embedding`, nearest first (without `texts`: text "")."""
+        """The `n` nearest records to `embedding`, nearest first."""
         body = {
             "ids": None,
             "query_embeddings": np.ascontiguousarray(embedding, dtype=np.float32).reshape(1, -1),
             "n_results": n,
             "where": where or None,
             "where_document": None,
-            "include": ["documents", "metadatas", "distances"] if texts else ["metadatas", "distances"],
+            "include": ["documents", "metadatas", "distances"],
         }
 
         def run(c: Collection) -> Any:
@@ -374,7 +368,7 @@ class ChromaStore:
                 raise InvalidFilter(str(exc)) from exc
             raise
         ids = result["ids"][0]
-        docs = (result.get("documents") or [None])[0] or [None] * len(ids)
+        docs = (result.get("documents") or [[]])[0]
         metas = (result.get("metadatas") or [[]])[0]
         dists = (result.get("distances") or [[]])[0]
         return [

@@ -11,8 +11,11 @@ passages (`passages.split`):
               for a document of at most WHOLE_TEXT_CHARS, the whole text with the passage's span
               in `_start`/`_end` (a hit on any passage then carries the text: no second request)
 
-Every passage carries the document's metadata, so a `where` filter applies before ranking. Client
-ids may not contain "#" (twotower.limits), so passage ids never collide with documents.
+Every record also carries `_bm25`, its passage's term statistics (`lexical.term_stats` of the tower
+input), which hybrid search ranks by instead of tokenising the text; records written without it
+are tokenised from their text. Every passage carries the document's metadata, so a `where` filter
+applies before ranking. Client ids may not contain "#" (twotower.limits), so passage ids never
+collide with documents.
 """
 
 from __future__ import annotations

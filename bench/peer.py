@@ -44,6 +44,7 @@ from bench.load import concurrent_clients, percentiles, rotations
 from bench.stack import ROOT, Process, _process, _wait, free_port, running_stack
 from bench.workload import DEFAULT_CORPUS, load_workload
 from twotower.config import PACKAGED_BASE_MODEL, resolve_base_model
+from twotower.engine.cpu import CpuFeatures
 
 log = logging.getLogger("bench.peer")
 
@@ -211,6 +212,7 @@ def main() -> int:
     conc = f"c{args.concurrency}"
     report = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpu": CpuFeatures.read().summary(),  # the engines' choice depends on it
         "model_version": version,
         "model": model,
         "documents": len(work.documents),

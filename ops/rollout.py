@@ -62,15 +62,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--onnx-variant",
-        choices=["fp32", "int8"],
-        default=os.environ.get("INGEST_ONNX_VARIANT", "fp32"),
-        help="onnx graphs on CPU (default: INGEST_ONNX_VARIANT, else fp32, as the ingestion service)",
+        choices=["auto", "fp32", "int8"],
+        default=os.environ.get("INGEST_ONNX_VARIANT", "auto"),
+        help="onnx graphs on CPU (default: INGEST_ONNX_VARIANT, else auto, as the ingestion service)",
     )
     parser.add_argument(
         "--onnx-backend",
-        choices=["onnxruntime", "openvino"],
-        default=os.environ.get("INGEST_ONNX_BACKEND", "openvino"),
-        help="runtime of the fp32 graphs on CPU (default: INGEST_ONNX_BACKEND, else openvino, as the "
+        choices=["auto", "onnxruntime", "openvino"],
+        default=os.environ.get("INGEST_ONNX_BACKEND", "auto"),
+        help="runtime of the fp32 graphs on CPU (default: INGEST_ONNX_BACKEND, else auto, as the "
         "ingestion service)",
     )
     parser.add_argument("--device", default=None)

@@ -38,15 +38,16 @@ class ServiceSettings(BaseSettings):
     engine: Literal["torch", "onnx"] = Field(
         default="onnx", description="How the towers run: onnx (ONNX Runtime) or torch (PyTorch)"
     )
-    onnx_variant: Literal["fp32", "int8"] = Field(
-        default="fp32",
+    onnx_variant: Literal["auto", "fp32", "int8"] = Field(
+        default="auto",
         description="onnx engine: fp32 graphs, or int8 ones (exported with every version; faster, "
-        "less exact)",
+        "less exact); auto = chosen for the CPU and tower (twotower.engine.cpu)",
     )
-    onnx_backend: Literal["onnxruntime", "openvino"] = Field(
-        default="onnxruntime",
+    onnx_backend: Literal["auto", "onnxruntime", "openvino"] = Field(
+        default="auto",
         description="onnx engine: the runtime of the fp32 graphs on CPU, onnxruntime or openvino "
-        "(bfloat16 where the CPU has it); int8 graphs and a GPU always run on onnxruntime",
+        "(bfloat16 where the CPU has it); int8 graphs and a GPU always run on onnxruntime; auto = "
+        "chosen for the CPU and tower (twotower.engine.cpu)",
     )
     threads: int | None = Field(
         default=None,

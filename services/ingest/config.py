@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
@@ -16,14 +14,6 @@ class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="INGEST_")
 
     port: int = Field(default=8001, ge=1, le=65535, description="Port gunicorn binds")
-    # Documents run the fp32 graphs on OpenVINO by default: on the benchmark's CPU (AVX512_BF16) it
-    # embeds them in bfloat16, about twice as fast as ONNX Runtime fp32, at cosine 0.99997 to it
-    # (docs/benchmarks.md, "Engines").
-    onnx_backend: Literal["onnxruntime", "openvino"] = Field(
-        default="openvino",
-        description="onnx engine: the runtime of the fp32 graphs on CPU, openvino (bfloat16 where "
-        "the CPU has it) or onnxruntime; int8 graphs and a GPU always run on onnxruntime",
-    )
     max_documents_per_request: int = Field(default=1000, ge=1, le=MAX_DOCUMENTS_CEILING)
     max_request_chars: int = Field(
         default=INGEST_MAX_REQUEST_CHARS,

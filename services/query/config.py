@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
@@ -16,13 +16,6 @@ class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="QUERY_")
 
     port: int = Field(default=8000, ge=1, le=65535, description="Port gunicorn binds")
-    # Queries run the int8 graphs by default, documents (ServiceSettings) the fp32 ones: served
-    # SciFact and NPL nDCG@10 stayed within 0.005 of fp32 both ways, and the query tower is what a
-    # search waits for (docs/benchmarks.md, "Engines").
-    onnx_variant: Literal["fp32", "int8"] = Field(
-        default="int8",
-        description="onnx engine: int8 graphs (faster; exported with every version) or fp32 ones",
-    )
     max_body_bytes: int = Field(
         default=QUERY_MAX_BODY_BYTES, ge=1024, description="Largest request body; larger is a 413"
     )

@@ -5,8 +5,10 @@ each document once.
     dense   the nearest passages by cosine distance; a document ranks where its best passage does
     hybrid  dense-first fusion: the `hybrid_depth` nearest passages, ranked again by BM25 computed
             over those candidates alone (same tokenisation as training's BM25), the two rankings
-            fused by reciprocal rank fusion. It needs no lexical index: Chroma returns the
-            candidates' texts with them.
+            fused by reciprocal rank fusion. It needs no lexical index: each passage carries its
+            term statistics (computed at ingestion), fetched with the candidates: BM25 reads
+            them instead of tokenising and stemming the candidates' texts. A passage stored without
+            statistics is tokenised from its text.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 from services.common.state import ServiceState
 from services.query.config import Settings
 from services.query.schemas import SearchHit, SearchRequest, SearchResponse
-from twotower.index.documents import Hit, passage_text, user_metadata
+from twotower.index.documents import STATS_KEY, Hit, passage_text, user_metadata
 from twotower.index.store import Record
 from twotower.lexical import rank_by_bm25, reciprocal_rank_fusion
 from twotower.text import format_document
@@ -58,8 +60,12 @@ def search(state: ServiceState[Settings], request: SearchRequest) -> SearchRespo
 
 def fuse(query: str, candidates: list[Record]) -> list[tuple[Record, float]]:
     """The candidates (nearest first) re-ranked by RRF of their dense and BM25 ranks."""
-    texts = [format_document(passage_text(r), user_metadata(r.metadata)[0]) for r in candidates]
-    lexical = rank_by_bm25(query, texts)
+    stats = [r.metadata.get(STATS_KEY) for r in candidates]
+    texts = [
+        None if s is not None else format_document(passage_text(r), user_metadata(r.metadata)[0])
+        for r, s in zip(candidates, stats, strict=True)
+    ]
+    lexical = rank_by_bm25(query, texts, [None if s is None else str(s) for s in stats])
     fused = reciprocal_rank_fusion([list(range(len(candidates))), lexical])
     return [(candidates[i], score) for i, score in fused]
 

@@ -79,51 +79,90 @@ def token_counts(text: str) -> Counter[str]:
     return counts
 
 
-def bm25_scores(query: str, texts: Sequence[str], k1: float = 1.5, b: float = 0.75) -> np.ndarray:
+def term_stats(text: str) -> str:
+    """What BM25 needs of `text`, computed once (at ingestion) instead of on every search: its
+    length (tokens that are not stopwords, as bm25s counts it) and how often each stem occurs,
+    as "<length> <stem>:<count> ...". Tokens are \\w runs, so a stem never holds " " or ":"."""
+    counts = token_counts(text)
+    for word in STOPWORDS.intersection(counts):
+        del counts[word]
+    stems: Counter[str] = Counter()
+    for (_, n), stem in zip(counts.items(), _stemmer().stemWords(list(counts)), strict=True):
+        stems[stem] += n
+    return " ".join([str(counts.total()), *(f"{stem}:{n}" for stem, n in stems.items())])
+
+
+def _stats_tf(stats: str, stem: str) -> int:
+    at = stats.find(f" {stem}:")
+    if at < 0:
+        return 0
+    at += len(stem) + 2
+    end = stats.find(" ", at)
+    return int(stats[at:] if end < 0 else stats[at:end])
+
+
+def bm25_scores(
+    query: str,
+    texts: Sequence[str | None],
+    stats: Sequence[str | None] | None = None,
+    k1: float = 1.5,
+    b: float = 0.75,
+) -> np.ndarray:
     """BM25 score of each of `texts` for `query`, with `texts` as the whole collection: the same
     tokens and the same formula as bm25s (its default pattern, English stopwords, the Snowball
-    stemmer, Lucene's idf and term-frequency parts), computed for the query's terms only. It is on
-    every hybrid search's path, so the per-word work stays in C (regex, Counter, set union, the
-    stemmer): Python loops only over each text's distinct words that stem to a query term.
+    stemmer, Lucene's idf and term-frequency parts), computed for the query's terms only.
+    `stats[i]`, where given, is `term_stats(texts[i])` and stands in for the text (which may then
+    be None): a search then reads each query stem's count instead of tokenising and stemming.
     tests/shared/test_lexical.py holds it to bm25s's scores."""
     n = len(texts)
     scores = np.zeros(n)
     terms = [w for w in TOKEN.findall(query.lower()) if w not in STOPWORDS]
     if n == 0 or not terms:
         return scores
-    counts = [token_counts(t) for t in texts]
-    # A text's length is its number of tokens that are not stopwords (as bm25s counts it).
-    lengths = np.array(
-        [c.total() - sum(filter(None, map(c.get, STOPWORDS_LIST))) for c in counts], dtype=float
-    )
-    if lengths.sum() == 0:
-        return scores
     stemmer = _stemmer()
     weight = Counter(stemmer.stemWords(terms))  # a term the query repeats counts as often (as bm25s)
-    # Stemming every distinct word of the candidates was the largest cost here (about 3,700 words
-    # in 100 SciFact passages, many missing from the stemmer's cache on a large corpus). The
-    # Snowball English stemmer changes a word's ending only (its exceptions too: dying -> die),
-    # never its first letter (not once among the 41,673 distinct words of SciFact and NPL; a test
-    # holds it to that): only words that start like a query stem can stem to one.
-    initials = tuple({stem[0] for stem in weight})
-    vocab = [w for w in set().union(*counts) - STOPWORDS if w.startswith(initials)]
-    surfaces: dict[str, list[str]] = {}  # query stem -> the words of the texts that stem to it
-    for word, stem in zip(vocab, stemmer.stemWords(vocab), strict=True):
-        if stem in weight:
-            surfaces.setdefault(stem, []).append(word)
+    stems = list(weight)
+    lengths = np.zeros(n)
+    tf = np.zeros((len(stems), n))
+    for i, text in enumerate(texts):
+        stat = stats[i] if stats is not None else None
+        if stat is not None:
+            lengths[i] = int(stat.partition(" ")[0])
+            tf[:, i] = [_stats_tf(stat, stem) for stem in stems]
+        else:
+            lengths[i], tf[:, i] = _text_tf(text or "", stems, stemmer)
+    if lengths.sum() == 0:
+        return scores
     norm = k1 * (1 - b + b * lengths / lengths.mean())
-    for stem, words in surfaces.items():
-        tf = np.array([sum(filter(None, map(c.get, words))) for c in counts], dtype=float)
-        df = int((tf > 0).sum())
-        idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
-        scores += weight[stem] * idf * tf / (tf + norm)
+    for j, stem in enumerate(stems):
+        df = int((tf[j] > 0).sum())
+        if df:
+            idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+            scores += weight[stem] * idf * tf[j] / (tf[j] + norm)
     return scores
 
 
-def rank_by_bm25(query: str, texts: Sequence[str]) -> list[int]:
+def _text_tf(text: str, stems: list[str], stemmer: Stemmer.Stemmer) -> tuple[int, list[int]]:
+    """(length, count of each of `stems`) of a text with no stored stats. The Snowball English
+    stemmer changes a word's ending only (its exceptions too: dying -> die), never its first letter
+    (a test holds it to that): only words that start like a query stem are stemmed."""
+    counts = token_counts(text)
+    length = counts.total() - sum(filter(None, map(counts.get, STOPWORDS_LIST)))
+    initials = tuple({stem[0] for stem in stems})
+    words = [w for w in counts if w.startswith(initials) and w not in STOPWORDS]
+    found: Counter[str] = Counter()
+    for word, stem in zip(words, stemmer.stemWords(words), strict=True):
+        found[stem] += counts[word]
+    return length, [found[stem] for stem in stems]
+
+
+def rank_by_bm25(
+    query: str, texts: Sequence[str | None], stats: Sequence[str | None] | None = None
+) -> list[int]:
     """Indices of `texts` that share a term with `query`, by BM25 computed over `texts` alone,
-    best first (texts without a query term are left out: they have no lexical rank)."""
-    scores = bm25_scores(query, texts)
+    best first (texts without a query term are left out: they have no lexical rank). `stats` as
+    for `bm25_scores`."""
+    scores = bm25_scores(query, texts, stats)
     return [int(i) for i in np.argsort(-scores, kind="stable") if scores[i] > 0]
 
 

@@ -15,6 +15,7 @@ from twotower.index import passages
 from twotower.index.documents import WHOLE_TEXT_CHARS, Document, DocumentIndex, passage_text
 from twotower.index.passages import PassageConfig
 from twotower.index.store import ChromaStore, PartialWrite, Record
+from twotower.lexical import term_stats
 
 WORDS = [
     "the",
@@ -59,8 +60,11 @@ def test_short_document_is_one_record_as_before(
     store = make_store()
     index = DocumentIndex(store, "v1", encoders("v1"))
     index.write([Document("a", "Items can be returned within 30 days.", "Returns", {"lang": "en"})])
+    stats = term_stats("Returns Items can be returned within 30 days.")  # of the tower's input
     assert store.get("v1", ids=["a"]) == [
-        Record("a", "Items can be returned within 30 days.", {"lang": "en", "_title": "Returns"})
+        Record(
+            "a", "Items can be returned within 30 days.", {"lang": "en", "_title": "Returns", "_bm25": stats}
+        )
     ]
     assert store.count("v1") == 1 and index.count() == 1
     assert index.get(["a", "zzz"]) == {
@@ -119,7 +123,8 @@ def test_long_document_is_stored_as_passages_and_acted_on_whole(
 
     # And shorter still: one record, as a short document always is.
     index.write([Document("long", "now short", None, {})])
-    assert store.get("v1", ids=["long"]) == [Record("long", "now short", {"_title": ""})]
+    stats = term_stats("now short")
+    assert store.get("v1", ids=["long"]) == [Record("long", "now short", {"_title": "", "_bm25": stats})]
     assert [r.id for r in store.get("v1") if r.id.startswith("long")] == ["long"]
     index.write([Document("long", text, "Long", {"source": "book"})])
 

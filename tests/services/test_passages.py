@@ -15,7 +15,7 @@ from services.query.config import Settings as QuerySettings
 from tests.conftest import ChromaServer
 from tests.services.conftest import Api, ingest_service, post_docs, query_service
 from twotower.beir import BeirDoc, load_corpus, load_qrels, load_queries
-from twotower.engine import Encoder, open_encoder
+from twotower.engine import Encoder, Tower, open_encoder
 from twotower.index.store import ChromaStore
 from twotower.registry import latest_version
 from twotower.text import format_document
@@ -99,16 +99,17 @@ def test_short_documents_behave_exactly_as_before(
     # The towers as the services run them by default: int8 queries, fp32 documents on OpenVINO.
     version = latest_version(base_weights)
 
-    def served(settings: QuerySettings | IngestSettings) -> Encoder:
+    def served(settings: QuerySettings | IngestSettings, tower: Tower) -> Encoder:
         return open_encoder(
             [base_weights],
             version,
             engine="onnx",
+            towers=(tower,),
             variant=settings.onnx_variant,
             backend=settings.onnx_backend,
         )
 
-    queries, documents = served(QuerySettings()), served(IngestSettings())
+    queries, documents = served(QuerySettings(), "query"), served(IngestSettings(), "document")
     q = queries.encode_queries([claim])[0]
     d = documents.encode_documents([format_document(body["text"], body["title"])])[0]
     assert hit["distance"] == pytest.approx(1 - float(np.dot(q, d)), abs=1e-4)

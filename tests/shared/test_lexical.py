@@ -18,6 +18,7 @@ from twotower.lexical import (
     bm25_scores,
     rank_by_bm25,
     reciprocal_rank_fusion,
+    term_stats,
     token_counts,
     tokenize,
 )
@@ -34,6 +35,30 @@ def test_bm25_over_candidates_scores_as_bm25s_does(scifact_dir: Path) -> None:
         np.testing.assert_allclose(bm25_scores(query, texts), expected, rtol=1e-5, atol=1e-6)
         ranked = rank_by_bm25(query, texts)
         assert all(bm25_scores(query, texts)[i] > 0 for i in ranked)
+
+
+def test_stored_stats_score_exactly_as_the_texts(scifact_dir: Path) -> None:
+    """Term statistics computed once (at ingestion) stand in for the texts: the same scores to the
+    last bit, whether every candidate, some or none has them (passages stored before stats)."""
+    corpus = list(load_corpus(scifact_dir).values())
+    queries = list(load_queries(scifact_dir).values())
+    rng = random.Random(1)
+    for query in [*rng.sample(queries, 20), "the of", "Naïve T-cells_2 東京", "cells cells"]:
+        texts = [f"{d.title} {d.text}"[: rng.randint(200, 2000)] for d in rng.sample(corpus, 100)]
+        texts += ["", "the and of", "Naïve t-cells_2 über 東京 cells"]
+        stats = [term_stats(t) for t in texts]
+        expected = bm25_scores(query, texts)
+        assert bm25_scores(query, [None] * len(texts), stats).tolist() == expected.tolist()
+        some = [s if i % 3 else None for i, s in enumerate(stats)]
+        assert bm25_scores(query, texts, some).tolist() == expected.tolist()
+        assert rank_by_bm25(query, texts, some) == rank_by_bm25(query, texts)
+
+
+def test_term_stats_layout() -> None:
+    assert term_stats("") == "0"
+    length, *pairs = term_stats("The cells, the Cells and a cell: dying cells_x").split(" ")
+    assert int(length) == 5  # cells cells cell dying cells_x ("the", "and", "a" are not counted)
+    assert dict(p.split(":") for p in pairs) == {"cell": "3", "die": "1", "cells_x": "1"}
 
 
 def test_stemming_never_changes_a_words_first_letter(scifact_dir: Path) -> None:

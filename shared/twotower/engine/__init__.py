@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
@@ -63,8 +64,8 @@ def open_encoder(
     device: str | None = None,
     threads: int | None = None,
     towers: Sequence[Tower] = TOWERS,
-    variant: Literal["fp32", "int8"] = "fp32",
-    backend: Literal["onnxruntime", "openvino"] = "onnxruntime",
+    variant: Literal["fp32", "int8", "auto"] = "auto",
+    backend: Literal["onnxruntime", "openvino", "auto"] = "auto",
 ) -> Encoder:
     """The encoder of `version`, looked up in `roots` (the weights volume first, then model
     directories baked into an image). With no version, the untrained base model (torch only).
@@ -73,17 +74,29 @@ def open_encoder(
     library's default. `towers`: those loaded now (onnx loads the others on first use; torch always
     holds both, they share the backbone). `variant`: onnx only, fp32 or int8 graphs (exported
     with `--int8`); a GPU, or a version exported without int8 graphs, runs fp32. `backend`: onnx
-    only, the runtime of the fp32 graphs on CPU (int8 ones and a GPU always run on onnxruntime)."""
+    only, the runtime of the fp32 graphs on CPU (int8 ones and a GPU always run on onnxruntime).
+    `auto` (either): chosen for this CPU and the towers loaded now by `twotower.engine.cpu`."""
     if engine == "torch":
         from twotower.engine.torch_engine import TorchEncoder
 
         return TorchEncoder.open(roots, version, base_model=base_model, device=device, threads=threads)
     if engine == "onnx":
-        from twotower.engine.onnx_engine import OnnxEncoder
+        from twotower.engine.cpu import announce, choose
+        from twotower.engine.onnx_engine import OnnxEncoder, available_cpus
 
-        return OnnxEncoder.open(
-            roots, version, device=device, threads=threads, towers=towers, variant=variant, backend=backend
+        choice = choose(towers, variant, backend, threads or available_cpus())
+        encoder = OnnxEncoder.open(
+            roots,
+            version,
+            device=device,
+            threads=threads,
+            towers=towers,
+            variant=choice.variant,
+            backend=choice.backend,
         )
+        if encoder.device == "cpu":  # what runs: a version without int8 graphs serves fp32
+            announce(replace(choice, variant=encoder.variant, backend=encoder.backend))
+        return encoder
     raise ValueError(f"unknown engine {engine!r}: choose torch or onnx")
 
 

@@ -74,6 +74,7 @@ class OnnxEncoder:
         variant: Variant = "fp32",
         batch_size: int | None = None,
         backend: Backend = "onnxruntime",
+        openvino_precision: str | None = None,
     ) -> None:
         self.directory = Path(directory)
         self._manifest = read_manifest(self.directory)
@@ -85,6 +86,7 @@ class OnnxEncoder:
         self.device = "cuda" if self.providers[0] != "CPUExecutionProvider" else "cpu"
         self.variant = self._servable(variant)
         self.backend = self._runnable(backend)
+        self.openvino_precision = openvino_precision  # unset: OpenVINO's (bf16 where the CPU has it)
         # OpenVINO keeps kernels and buffers for every input shape it has run, so a chunk's width is
         # rounded up to a multiple of this: 16 widths instead of 256 bound its memory, for a little
         # throughput. ONNX Runtime's memory stays flat unrounded.
@@ -179,10 +181,11 @@ class OnnxEncoder:
                 if self.backend == "openvino":
                     # One stream per chunk run side by side, each on one thread; else one stream
                     # spread over the threads.
-                    session: Session = OpenVinoSession(
-                        path, self.threads, streams=self.threads if chunked else 1
+                    compiled = OpenVinoSession(
+                        path, self.threads, self.threads if chunked else 1, self.openvino_precision
                     )
-                    runtime = f"openvino {session.precision}"
+                    session: Session = compiled
+                    runtime = f"openvino {compiled.precision}"
                 else:
                     options = ort.SessionOptions()
                     options.intra_op_num_threads = 1 if chunked else self.threads

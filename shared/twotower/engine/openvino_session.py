@@ -24,7 +24,7 @@ class OpenVinoSession:
     binding: a rollout's backfill stopped with both threads in `InferRequest.infer`, one holding
     the GIL.)"""
 
-    def __init__(self, path: Path, threads: int, streams: int = 1) -> None:
+    def __init__(self, path: Path, threads: int, streams: int = 1, precision: str | None = None) -> None:
         try:
             import openvino
         except ImportError as exc:
@@ -34,11 +34,11 @@ class OpenVinoSession:
                 "(*_ONNX_BACKEND=onnxruntime)"
             ) from exc
         core = openvino.Core()
-        self._compiled = core.compile_model(
-            core.read_model(str(path)),
-            "CPU",
-            {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": streams, "ENABLE_CPU_PINNING": False},
-        )
+        config: dict[str, Any] = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": streams}
+        config["ENABLE_CPU_PINNING"] = False
+        if precision:  # unset: OpenVINO's choice (bfloat16 where the CPU has it natively)
+            config["INFERENCE_PRECISION_HINT"] = precision
+        self._compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
         self.precision = self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         self._inputs = [SimpleNamespace(name=port.get_any_name()) for port in self._compiled.inputs]
         self._requests = [self._compiled.create_infer_request() for _ in range(streams)]

@@ -11,8 +11,11 @@ passages (`passages.split`):
               for a document of at most WHOLE_TEXT_CHARS, the whole text with the passage's span
               in `_start`/`_end` (a hit on any passage then carries the text: no second request)
 
-Every passage carries the document's metadata, so a `where` filter applies before ranking. Client
-ids may not contain "#" (twotower.limits), so passage ids never collide with documents.
+Every record also carries `_bm25`, its passage's term statistics (`lexical.term_stats` of the tower
+input), which hybrid search ranks by instead of tokenising the text; records written without it
+are tokenised from their text. Every passage carries the document's metadata, so a `where` filter
+applies before ranking. Client ids may not contain "#" (twotower.limits), so passage ids never
+collide with documents.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from twotower.engine import Encoder
 from twotower.index import passages
 from twotower.index.passages import PassageConfig
 from twotower.index.store import ChromaStore, CollectionMissing, Metadata, PartialWrite, Record
+from twotower.lexical import term_stats
 from twotower.text import format_document
 
 log = logging.getLogger(__name__)
@@ -39,6 +43,7 @@ END_KEY = "_end"
 START_KEY = "_start"
 PARENT_KEY = "_parent"
 PART_KEY = "_part"
+STATS_KEY = "_bm25"  # the passage's tower input as `lexical.term_stats` sums it up
 PASSAGE_SEPARATOR = "#"
 
 # A passage of a document up to this long carries the whole text (and its span in `_start`/`_end`),
@@ -159,17 +164,23 @@ class DocumentIndex:
             )
 
     # -- writing ---------------------------------------------------------------------------
-    def records(self, document: Document) -> tuple[list[Record], list[str]]:
-        """The records of one document and the tower input of each."""
-        encoder = self._encoder()
+    def records(
+        self, document: Document, spans: list[tuple[int, int]] | None = None
+    ) -> tuple[list[Record], list[str]]:
+        """The records of one document and the tower input of each (`spans`: its passages, when
+        split already)."""
         base: Metadata = {**document.metadata, TITLE_KEY: document.title or ""}
-        spans = passages.split(
-            document.text, document.title, encoder.tokenizer, encoder.max_seq_length, self.passage_config
-        )
+        if spans is None:
+            spans = self._split([document])[0]
         texts = [format_document(document.text[s:e], document.title) for s, e in spans]
+        stats = [term_stats(t) for t in texts]
         if len(spans) == 1:
-            return [Record(document.id, document.text, base)], texts
-        head = Record(document.id, document.text, {**base, PARTS_KEY: len(spans), END_KEY: spans[0][1]})
+            return [Record(document.id, document.text, {**base, STATS_KEY: stats[0]})], texts
+        head = Record(
+            document.id,
+            document.text,
+            {**base, PARTS_KEY: len(spans), END_KEY: spans[0][1], STATS_KEY: stats[0]},
+        )
         whole = len(document.text) <= WHOLE_TEXT_CHARS
         tail = [
             Record(
@@ -179,6 +190,7 @@ class DocumentIndex:
                     **base,
                     PARENT_KEY: document.id,
                     PART_KEY: i,
+                    STATS_KEY: stats[i],
                     **({START_KEY: s, END_KEY: e} if whole else {}),
                 },
             )
@@ -195,7 +207,7 @@ class DocumentIndex:
         documents that were stored whole when Chroma failed part-way."""
         if not documents:
             return []
-        layout = [self.records(d) for d in documents]
+        layout = [self.records(d, spans) for d, spans in zip(documents, self._split(documents), strict=True)]
         stale: list[str] = []
         if not only_new:
             before = self._previous([d.id for d in documents])
@@ -247,6 +259,15 @@ class DocumentIndex:
             if gone:
                 record.metadata = {**record.metadata, **gone}  # type: ignore[dict-item]
         return [f"{doc_id}{PASSAGE_SEPARATOR}{i}" for i in range(len(records), int(old.get(PARTS_KEY, 1)))]
+
+    def _split(self, documents: Sequence[Document]) -> list[list[tuple[int, int]]]:
+        encoder = self._encoder()
+        return passages.split_many(
+            [(d.text, d.title) for d in documents],
+            encoder.tokenizer,
+            encoder.max_seq_length,
+            self.passage_config,
+        )
 
     def _encoder(self) -> Encoder:
         if self.encoder is None:

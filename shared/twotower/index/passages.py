@@ -9,9 +9,10 @@ its last paragraph is found like one in its first.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tokenizers import Tokenizer
+from tokenizers import Encoding, Tokenizer
 
 SPECIAL_TOKENS = 2  # [CLS] ... [SEP]
 MIN_PASSAGE_TOKENS = 32
@@ -35,8 +36,26 @@ def split(
 ) -> list[tuple[int, int]]:
     """Character spans (start, end) of `text`'s passages: [(0, len(text))] when the document fits
     the window, else overlapping token windows that start and end on word boundaries."""
-    encoding = tokenizer.encode(text, add_special_tokens=False)
-    title_tokens = len(tokenizer.encode(title, add_special_tokens=False).ids) if title else 0
+    return split_many([(text, title)], tokenizer, window, config)[0]
+
+
+def split_many(
+    documents: Sequence[tuple[str, str | None]], tokenizer: Tokenizer, window: int, config: PassageConfig
+) -> list[list[tuple[int, int]]]:
+    """`split` of each (text, title): the texts and titles tokenised in one batch (the tokenizer
+    spreads a batch over its threads)."""
+    texts = tokenizer.encode_batch([t for t, _ in documents], add_special_tokens=False)
+    titled = [title for _, title in documents if title]
+    lengths = iter(len(e.ids) for e in tokenizer.encode_batch(titled, add_special_tokens=False))
+    return [
+        _spans(text, encoding, next(lengths) if title else 0, window, config)
+        for (text, title), encoding in zip(documents, texts, strict=True)
+    ]
+
+
+def _spans(
+    text: str, encoding: Encoding, title_tokens: int, window: int, config: PassageConfig
+) -> list[tuple[int, int]]:
     n = len(encoding.ids)
     room = window - SPECIAL_TOKENS - title_tokens
     if n <= room:

@@ -1,0 +1,156 @@
+"""The onnx engine's runtime and precision for the CPU it runs on, chosen at start-up.
+
+The rule (`rule`), per tower, from the CPU's class (`CpuFeatures.read`: the kernel's flags in
+/proc/cpuinfo; bf16 = AMX or AVX-512 BF16, vnni = AVX-512 VNNI or AVX-VNNI, avx2 = neither):
+
+    documents  OpenVINO, fp32 graphs: it computes in bfloat16 on a bf16 CPU, in f32 elsewhere
+    queries    int8 graphs on ONNX Runtime
+
+`python -m bench.engines` measures every variant (ONNX Runtime fp32 and int8, OpenVINO f32, and
+bf16 where the CPU has it) in one run and prints the rule's choice beside them; `--isa AVX2`
+measures OpenVINO as on an AVX2-only CPU. On each class measured the same runtimes won: OpenVINO
+embeds documents faster than ONNX Runtime fp32 (int8 documents are faster still but cost ranking
+quality), and ONNX Runtime int8 answers a single query fastest, OpenVINO slowest. So the class
+decides the precision the documents get, and the rule stays one place to change should a class
+measure otherwise.
+
+A setting that names a variant or backend wins over the rule (`auto`, the services' default, asks
+for it). Threads are the caller's (the services: CPUs / workers). The choice is logged and, where
+prometheus_client is installed (the services), exported as the gauge `twotower_engine_choice`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+log = logging.getLogger(__name__)
+
+Variant = Literal["fp32", "int8"]
+Backend = Literal["onnxruntime", "openvino"]
+AUTO = "auto"
+BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
+VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+REPORTED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+@dataclass(frozen=True)
+class CpuFeatures:
+    model: str
+    flags: frozenset[str]
+
+    @classmethod
+    def read(cls, cpuinfo: str | Path = "/proc/cpuinfo") -> CpuFeatures:
+        """The first processor's model name and flags; none where the file is missing (not Linux)."""
+        model, flags = "unknown", frozenset[str]()
+        try:
+            text = Path(cpuinfo).read_text()
+        except OSError:
+            return cls(model, flags)
+        for line in text.splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model == "unknown":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = frozenset(value.split())
+                break
+        return cls(model, flags)
+
+    @property
+    def bf16(self) -> bool:
+        return bool(self.flags & BF16_FLAGS)
+
+    @property
+    def vnni(self) -> bool:
+        return bool(self.flags & VNNI_FLAGS)
+
+    @property
+    def level(self) -> str:
+        """The class the rule tells apart: bf16, vnni or avx2 (meaning: neither of the others)."""
+        return "bf16" if self.bf16 else "vnni" if self.vnni else "avx2"
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "level": self.level,
+            "flags": [f for f in REPORTED_FLAGS if f in self.flags],
+        }
+
+
+@dataclass(frozen=True)
+class Choice:
+    tower: str
+    variant: Variant
+    backend: Backend
+    threads: int
+    level: str  # the CPU's class (CpuFeatures.level)
+    source: str  # "rule" or "setting"
+
+    @property
+    def precision(self) -> str:
+        """int8, fp32, or bf16: OpenVINO runs the fp32 graphs in bfloat16 where the CPU has it."""
+        if self.variant == "int8":
+            return "int8"
+        return "bf16" if self.backend == "openvino" and self.level == "bf16" else "fp32"
+
+
+def rule(tower: str, features: CpuFeatures) -> tuple[Variant, Backend]:
+    """The rule of the module docstring: (variant, backend) for `tower` on a CPU with `features`
+    (OpenVINO picks bfloat16 or f32 itself, from the same CPU flags)."""
+    if tower == "query":
+        return "int8", "onnxruntime"
+    return "fp32", "openvino"
+
+
+def choose(
+    towers: Sequence[str],
+    variant: str,
+    backend: str,
+    threads: int,
+    features: CpuFeatures | None = None,
+) -> Choice:
+    """`variant` and `backend`, each where set, else the rule's for the first tower loaded now
+    (documents before queries when both are: the heavier work)."""
+    tower = "document" if "document" in towers or not towers else "query"
+    features = features or CpuFeatures.read()
+    auto_variant, auto_backend = rule(tower, features)
+    chosen_variant: Variant = auto_variant if variant == AUTO else variant  # type: ignore[assignment]
+    chosen_backend: Backend = auto_backend if backend == AUTO else backend  # type: ignore[assignment]
+    source = "rule" if AUTO in (variant, backend) else "setting"
+    return Choice(tower, chosen_variant, chosen_backend, threads, features.level, source)
+
+
+_GAUGE: Any = None
+
+
+def announce(choice: Choice) -> None:
+    """Log the choice and set `twotower_engine_choice{tower, engine, precision, threads, source,
+    cpu}` to 1 (when prometheus_client is installed: the services have it, training need not)."""
+    global _GAUGE
+    precision = choice.precision
+    log.info(
+        "%s tower: %s %s, %d threads (%s, %s CPU)",
+        choice.tower,
+        choice.backend,
+        precision,
+        choice.threads,
+        choice.source,
+        choice.level,
+    )
+    try:
+        from prometheus_client import Gauge
+    except ImportError:
+        return
+    if _GAUGE is None:
+        _GAUGE = Gauge(
+            "twotower_engine_choice",
+            "The runtime, precision and threads a tower runs with (1 = in use), and whether the CPU "
+            "rule or a setting chose them",
+            ["tower", "engine", "precision", "threads", "source", "cpu"],
+            multiprocess_mode="livemax",
+        )
+    labels = (choice.tower, choice.backend, precision, str(choice.threads), choice.source, choice.level)
+    _GAUGE.labels(*labels).set(1)

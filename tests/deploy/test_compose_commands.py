@@ -25,6 +25,9 @@ from deploy.local.supervisor import Supervisor
 from tests.conftest import free_port
 from tests.deploy.dockerfiles import instruction
 
+# Every compose service as its own process: `make test-stack`.
+pytestmark = pytest.mark.stack
+
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "compose-test-key"
 DOCS = [

@@ -21,6 +21,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from deploy.local.stack import child_environment, resolve
 from tests.conftest import ChromaServer, free_port
 
+# Gunicorn with two workers, one killed: `make test-stack`.
+pytestmark = pytest.mark.stack
+
 ROOT = Path(__file__).resolve().parents[2]
 HEALTHZ = {"service": "query", "method": "GET", "route": "/healthz", "status": "200"}
 

@@ -13,6 +13,9 @@ import pytest
 
 from deploy.local.supervisor import ServiceExitedError, Supervisor
 
+# Child processes started, killed and restarted: `make test-stack`.
+pytestmark = pytest.mark.stack
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

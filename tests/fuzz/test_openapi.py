@@ -28,6 +28,9 @@ from services.query.config import Settings as QuerySettings
 from services.query.main import create_app as create_query_app
 from tests.conftest import ChromaServer, LiveServer
 
+# Schemathesis over real HTTP: `make test-stack`.
+pytestmark = pytest.mark.fuzz
+
 KEY = "fuzz-key"
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 CHECKS = [

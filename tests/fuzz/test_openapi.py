@@ -1,7 +1,7 @@
 """Schemathesis against both services' own OpenAPI schemas, over real HTTP, with the real model and
 a real Chroma server (the ingestion key sent): no 5xx, and every answer — status, content type,
 headers and body — is one the schema documents. Bounded: FUZZ_EXAMPLES cases per operation
-(positive and negative), about half a minute on 2 cores."""
+(positive and negative), derandomized so that a failure reproduces."""
 
 from __future__ import annotations
 

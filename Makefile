@@ -51,6 +51,8 @@ lock: ## Resolve requirements*.txt into the hashed lock files under requirements
 run: install ## Local stack: Chroma + ingest (8001) + query (8000), demo corpus loaded; Ctrl-C stops all
 	$(PY) -m deploy.local.stack --corpus "$(CORPUS)"
 
+# The tests read SciFact from DATA (TWOTOWER_DATA_DIR, when set, wins).
+test test-stack test-browser test-slow test-durability: export TWOTOWER_DATA_DIR ?= $(abspath $(DATA))
 test: install ## Fast test suite on a real Chroma server it starts itself (no stacks, fuzzing or browser)
 	$(PY) -m pytest
 

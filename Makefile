@@ -65,7 +65,7 @@ test-browser: install ## The UI and API docs in Debian's chromium (installed fir
 	tests/services/ensure-chromium.sh
 	$(PY) -m pytest -m 'browser and not slow and not durability'
 
-test-slow: install ## Slow tests too (full corpora, training runs)
+test-slow: install ## Training runs, repeated model exports, the served evaluation, `make run`'s stack, the GPU bench
 	$(PY) -m pytest -m slow
 
 test-durability: install ## kill -9 of Chroma, ingestion and query with 2,000+ documents: nothing acknowledged lost

@@ -28,6 +28,9 @@ from tests.deploy.procs import resolve, stop_group
 
 pytestmark = pytest.mark.stack
 
+# Every compose service as its own process: `make test-stack`.
+pytestmark = pytest.mark.stack
+
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "compose-test-key"
 DOCS = [

@@ -22,6 +22,9 @@ import yaml
 from tests.deploy.dockerfiles import exec_form, instructions
 from tests.deploy.locks import LOCKS, canonical, read_lock
 
+# Each image's install laid out with pip and its entry points run: `make test-stack`.
+pytestmark = pytest.mark.stack
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

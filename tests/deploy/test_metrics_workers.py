@@ -22,6 +22,9 @@ from deploy.local.stack import child_environment
 from tests.conftest import ChromaServer, free_port
 from tests.deploy.procs import resolve
 
+# Gunicorn with two workers, one killed: `make test-stack`.
+pytestmark = pytest.mark.stack
+
 ROOT = Path(__file__).resolve().parents[2]
 HEALTHZ = {"service": "query", "method": "GET", "route": "/healthz", "status": "200"}
 

@@ -43,6 +43,9 @@ from twotower.index.serving import ServingPointer
 from twotower.index.store import ChromaStore
 from twotower.registry import latest_version
 
+# Live rollouts under gunicorn, with processes killed: `make test-stack` (the durability one: `make test-durability`).
+pytestmark = pytest.mark.stack
+
 KEY = "rollout-test-key"
 PREFIX = "docs"  # the compose file's default
 

@@ -26,6 +26,9 @@ import pytest
 from bench.stack import children
 from tests.conftest import free_port
 
+# The whole local stack as processes: `make test-stack` (the slow one: `make test-slow`).
+pytestmark = pytest.mark.stack
+
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "stack-test-key"
 CORPUS = [

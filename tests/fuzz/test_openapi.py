@@ -1,7 +1,7 @@
 """Schemathesis against both services' own OpenAPI schemas, over real HTTP, with the real model and
 a real Chroma server (the ingestion key sent): no 5xx, and every answer — status, content type,
 headers and body — is one the schema documents. Bounded: FUZZ_EXAMPLES cases per operation
-(positive and negative), about half a minute on 2 cores."""
+(positive and negative), derandomized so that a failure reproduces."""
 
 from __future__ import annotations
 
@@ -27,6 +27,9 @@ from services.ingest.main import create_app as create_ingest_app
 from services.query.config import Settings as QuerySettings
 from services.query.main import create_app as create_query_app
 from tests.conftest import ChromaServer, LiveServer
+
+# Schemathesis over real HTTP: `make test-stack`.
+pytestmark = pytest.mark.fuzz
 
 KEY = "fuzz-key"
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))

@@ -102,6 +102,7 @@ def test_versions_are_stable_and_content_derived(model: DualTowerWithFC) -> None
     assert twotower.model_version(reseeded) != twotower.model_version(model)
 
 
+@pytest.mark.slow  # two ONNX exports (fp32 and int8) of two versions: `make test-slow`
 def test_publish_moves_latest_atomically(model: DualTowerWithFC, tmp_path: Path) -> None:
     root = tmp_path / "weights"
     assert twotower.latest_version(root) is None

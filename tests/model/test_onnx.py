@@ -169,6 +169,7 @@ def test_int8_graphs_and_a_gpu_run_on_onnxruntime_whatever_the_backend(
         OnnxEncoder(directory, backend="tensorrt")  # type: ignore[arg-type]
 
 
+@pytest.mark.slow  # an fp32 export and two int8 exports: `make test-slow`
 def test_a_version_without_int8_graphs_is_served_in_fp32(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

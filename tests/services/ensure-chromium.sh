@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The browser test (tests/services/test_ui_browser.py) drives Debian's chromium at /usr/bin/chromium
-# with Playwright for Python, which downloads no browser of its own. `make test` runs this first: it
-# installs the package when it is missing (as root, or through sudo without a password), else says
-# how to. CI (.ci/run) gets it the same way, through `make test`.
+# with Playwright for Python, which downloads no browser of its own. `make test-browser` (which CI,
+# .ci/run, calls) runs this first: it installs the package when it is missing (as root, or through
+# sudo without a password), else says how to.
 set -euo pipefail
 [ -x /usr/bin/chromium ] && exit 0
 if [ "$(id -u)" -eq 0 ]; then

@@ -18,6 +18,9 @@ from playwright.sync_api import Browser, Page, Request, expect, sync_playwright
 
 from tests.services.conftest import Api, post_docs
 
+# Debian's chromium through Playwright: `make test-browser` (installs chromium first).
+pytestmark = pytest.mark.browser
+
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOT = ROOT / "runs" / "artifacts" / "ui-search.png"

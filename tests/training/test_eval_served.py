@@ -24,6 +24,7 @@ def mini_test_split(scifact_dir: Path, tmp_path_factory: pytest.TempPathFactory)
     return cut(scifact_dir, tmp_path_factory.mktemp("mini-scifact-test"), "test", 10, 30)
 
 
+@pytest.mark.slow  # both services in-process, the split ingested and evaluated twice: `make test-slow`
 def test_served_metrics_match_in_process(
     chroma_server: Any, mini_test_split: Path, published_base: Path, tmp_path: Path
 ) -> None:

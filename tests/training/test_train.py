@@ -42,6 +42,7 @@ def first_run(mini_scifact: Path, tmp_path_factory: pytest.TempPathFactory) -> d
     return result
 
 
+@pytest.mark.slow  # training runs, each publishing with its ONNX export: `make test-slow`
 def test_publishes_a_version_that_reloads_with_the_same_embeddings(first_run: dict[str, Any]) -> None:
     weights = first_run["root"] / "weights"
     version = first_run["version"]
@@ -58,6 +59,7 @@ def test_publishes_a_version_that_reloads_with_the_same_embeddings(first_run: di
     assert metadata["training"]["seed"] == 7 and "val_ndcg@10_published" in metadata["metrics"]
 
 
+@pytest.mark.slow  # training runs, each publishing with its ONNX export: `make test-slow`
 def test_same_seed_gives_the_same_version(
     first_run: dict[str, Any], mini_scifact: Path, tmp_path: Path
 ) -> None:
@@ -66,6 +68,7 @@ def test_same_seed_gives_the_same_version(
     assert again["metrics"]["val_ndcg@10_finetuned"] == first_run["metrics"]["val_ndcg@10_finetuned"]
 
 
+@pytest.mark.slow  # training runs, each publishing with its ONNX export: `make test-slow`
 def test_wandb_offline_run_has_the_logged_metrics(first_run: dict[str, Any]) -> None:
     runs = list((first_run["root"] / "wandb").glob("offline-run-*"))
     assert len(runs) == 1

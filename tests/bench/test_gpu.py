@@ -24,7 +24,7 @@ def test_without_a_gpu_it_says_so_and_exits_0() -> None:
     assert "no GPU" in result.stdout + result.stderr
 
 
-@pytest.mark.slow  # two model loads and an export check: about 20 s on an idle 2-core machine
+@pytest.mark.slow  # two model loads and an export check
 def test_the_measuring_code_runs_on_the_cpu(published_base: Path, scifact_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "gpu.json"
     argv = ["--device", "cpu", "--corpus", str(scifact_dir), "--weights-dir", str(published_base)]

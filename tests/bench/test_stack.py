@@ -12,7 +12,7 @@ import pytest
 from bench.stack import running_stack
 
 
-@pytest.mark.slow  # starts Chroma and both services under gunicorn, each loading the model
+@pytest.mark.stack  # starts Chroma and both services under gunicorn, each loading the model
 def test_the_stack_serves_its_settings_and_leaves_no_process_behind(
     published_base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -26,8 +26,6 @@ from tests.conftest import free_port, wait_http
 from tests.deploy.dockerfiles import instruction
 from tests.deploy.procs import resolve, stop_group
 
-pytestmark = pytest.mark.stack
-
 # Every compose service as its own process: `make test-stack`.
 pytestmark = pytest.mark.stack
 

@@ -86,8 +86,3 @@ def post_docs(api: Api, *docs: dict[str, Any], **kwargs: Any) -> httpx.Response:
 def errors(response: httpx.Response) -> list[tuple[str, str]]:
     """A 422 body as (location, message) pairs, e.g. ("body.k", "Input should be ...")."""
     return [(".".join(map(str, e["loc"])), e["msg"]) for e in response.json()["detail"]]
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    # Registered in pyproject.toml by the tests engineer; here too, so this folder runs on its own.
-    config.addinivalue_line("markers", "stack: starts gunicorn services or whole stacks as processes")

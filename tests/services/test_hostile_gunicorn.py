@@ -16,8 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from deploy.local.stack import child_environment, resolve
+from deploy.local.stack import child_environment
 from tests.conftest import ROOT, ChromaServer, free_port, wait_http
+from tests.deploy.procs import resolve
 
 pytestmark = pytest.mark.stack
 
@@ -50,7 +51,7 @@ def service(
         f"{prefix}CHROMA_PORT": str(chroma_server.port),
         f"{prefix}COLLECTION_PREFIX": "hostile",
     }
-    env = child_environment(settings, ROOT)
+    env = child_environment(settings)
     argv = resolve(
         ["gunicorn", "-c", f"services/{name}/gunicorn.conf.py", f"services.{name}.main:create_app()"], env
     )

@@ -53,16 +53,6 @@ def latest_version(root: str | Path) -> str | None:
     return version or None
 
 
-def published_versions(root: str | Path) -> list[str]:
-    """Every complete version directory under `root` (staging directories are hidden)."""
-    base = Path(root)
-    if not base.is_dir():
-        return []
-    return sorted(
-        p.name for p in base.iterdir() if not p.name.startswith(".") and (p / CONFIG_FILE).is_file()
-    )
-
-
 def find_version(version: str, roots: Sequence[str | Path]) -> Path:
     """The directory of `version` in the first root that has it."""
     for root in roots:

@@ -282,14 +282,6 @@ def publish(
     return version
 
 
-def _export_onnx(model: DualTowerWithFC, directory: Path, int8: bool, missing_only: bool = False) -> None:
-    # Imported here: the exporter needs the `onnx` package, which only publishing uses.
-    from twotower.engine.export import export_onnx, is_exported
-
-    if not (missing_only and is_exported(directory, int8)):
-        export_onnx(model, directory, int8=int8)
-
-
 def publish_base(
     out: str | Path, base_model: str = PACKAGED_BASE_MODEL, *, onnx: bool = True, int8: bool = True
 ) -> str:

@@ -247,14 +247,6 @@ class ChromaStore:
                 self._handles[full] = handle
         return handle
 
-    def collection_metadata(self, name: str) -> Metadata:
-        """The collection's metadata, read fresh from the server (others may have changed it)."""
-        self.forget(name)
-        return dict(self.collection(name).metadata or {})
-
-    def set_collection_metadata(self, name: str, metadata: Metadata) -> None:
-        self._with_handle(name, "modify collection", lambda c: c.modify(metadata=metadata))
-
     def forget(self, name: str) -> None:
         """Drop the cached handle (the collection was deleted or changed elsewhere)."""
         with self._lock:

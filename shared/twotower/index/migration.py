@@ -80,7 +80,20 @@ def passage_config_of(
     return default
 
 
-class IndexWriter:
+class _Versions:
+    """The versions' collections behind the serving pointer, each with its own encoder."""
+
+    def __init__(self, store: ChromaStore, encoder_for: EncoderFor, passage_config: PassageConfig) -> None:
+        self.store, self.encoder_for, self.passage_config = store, encoder_for, passage_config
+        self.pointer = ServingPointer(store)
+
+    def index(self, version: str, *, embeds: bool = True) -> DocumentIndex:
+        """A version's documents; with the version's encoder when this will write embeddings."""
+        config = passage_config_of(self.store, version, self.passage_config)
+        return DocumentIndex(self.store, version, self.encoder_for(version) if embeds else None, config)
+
+
+class IndexWriter(_Versions):
     """Applies ingestion's writes where the serving pointer says, dual-writing while migrating."""
 
     def __init__(
@@ -91,13 +104,8 @@ class IndexWriter:
         *,
         finalize_wait_s: float = 20.0,
     ) -> None:
-        self.store, self.encoder_for, self.passage_config = store, encoder_for, passage_config
-        self.pointer = ServingPointer(store)
+        super().__init__(store, encoder_for, passage_config)
         self.finalize_wait_s = finalize_wait_s
-
-    def index(self, version: str) -> DocumentIndex:
-        config = passage_config_of(self.store, version, self.passage_config)
-        return DocumentIndex(self.store, version, self.encoder_for(version), config)
 
     def current(self) -> Pointer:
         pointer = self.pointer.read()
@@ -160,7 +168,7 @@ def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
-class Rollout:
+class Rollout(_Versions):
     """The operator's side: `make rollout VERSION=<v>` (ops/rollout.py) drives this."""
 
     def __init__(
@@ -171,19 +179,12 @@ class Rollout:
         *,
         intent_timeout_s: float = 120.0,
     ) -> None:
-        self.store, self.encoder_for, self.passage_config = store, encoder_for, passage_config
-        self.pointer = ServingPointer(store)
+        super().__init__(store, encoder_for, passage_config)
         self.intent_timeout_s = intent_timeout_s
 
     def read(self) -> Pointer | None:
         return self.pointer.read()
 
-    def index(self, version: str, *, embeds: bool = True) -> DocumentIndex:
-        """A version's documents; with the version's encoder when this will write embeddings."""
-        config = passage_config_of(self.store, version, self.passage_config)
-        return DocumentIndex(self.store, version, self.encoder_for(version) if embeds else None, config)
-
-    # -- the steps -------------------------------------------------------------------------
     def start(self, target: str) -> Pointer:
         """Begin migrating to `target` (or find the migration to it already running)."""
         pointer = self.pointer.read()
@@ -338,7 +339,6 @@ class Rollout:
                 dropped.append(self.store.collection_name(name))
         return dropped
 
-    # -- helpers ---------------------------------------------------------------------------
     def _migrating(self) -> Pointer:
         pointer = self.pointer.read()
         if pointer is None or pointer.state != "migrating":

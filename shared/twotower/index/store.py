@@ -1,19 +1,11 @@
-"""The Chroma server, reached over HTTP: connection, timeouts, errors, and record-level operations.
+"""The Chroma server over HTTP: connection, timeouts, errors, and record-level operations.
 
 Every call is bounded in time (`chroma_client.TimedClient`), no lock is held while a request is on
-the wire, and every failure becomes one of four errors:
-
-    StoreUnavailable   Chroma is unreachable, stalled (timeout), or failed (5xx): a 503 for clients
-                       (StoreFailed: the 5xx case alone)
-    StoreRejected      Chroma refused the data (4xx): the client's fault, a 422
-    InvalidFilter      Chroma refused a `where` filter: a 422
-    CollectionMissing  the collection does not exist
-
-Writes go out in chunks no larger than the server's max batch size and well under its payload limit
-(Chroma refuses requests over 40 MiB), and `PartialWrite` says which records were stored when a
-later chunk failed. A read that Chroma failed is sent again, twice at most (see `_read`; tenacity).
-Collections are named `<prefix>-<name>`; `twotower.index.documents` lays documents and their
-passages out in them.
+the wire, and every failure becomes StoreUnavailable (unreachable, stalled or 5xx: a 503; StoreFailed
+is the 5xx case), StoreRejected (4xx: a 422), InvalidFilter (a refused `where`: a 422) or
+CollectionMissing. Writes go out in chunks within the server's max batch size and far under its
+40 MiB payload limit; `PartialWrite` names what was stored when a later chunk failed. Collections
+are named `<prefix>-<name>`.
 """
 
 from __future__ import annotations
@@ -39,7 +31,7 @@ log = logging.getLogger(__name__)
 
 MetadataValue = str | int | float | bool
 Metadata = dict[str, MetadataValue]
-# Chroma refuses requests over 40 MiB; stay far below it (JSON size is estimated, not exact).
+# Far below Chroma's 40 MiB request limit: JSON size is estimated, not exact.
 DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 # Pauses before sending a read that Chroma failed (StoreFailed) again: three tries in all.
 READ_RETRY_PAUSES_S = (0.01, 0.05)
@@ -291,11 +283,8 @@ class ChromaStore:
             raise CollectionMissing(f"collection {self.collection_name(name)!r} does not exist") from exc
 
     def _read(self, name: str, what: str, op: Callable[[Collection], T]) -> T:
-        """`_with_handle` for a read, sent again (`_READ_RETRY`) when Chroma failed it: Chroma now and
-        then fails a query that races a write to the same collection with a 500 ("Error finding
-        id"), and the same read a moment later succeeds. A read changes nothing, so sending it again
-        is safe. A timeout or an unreachable server is not retried: that would only make the client
-        wait longer for the same 503."""
+        """`_with_handle`, sent again when Chroma failed it (a query racing a write can fail with a
+        500 that a moment later succeeds; a read is safe to repeat). Timeouts are not retried."""
         return _READ_RETRY(self._with_handle, name, what, op)
 
     # -- records ---------------------------------------------------------------------------

@@ -1,12 +1,10 @@
 """`python -m bench` (`make bench`): the serving speed of both engines, measured in one run.
 
-For each configuration (torch; onnx as the services default to, int8 query tower; onnx fp32; onnx
-fp32 with micro-batching) it starts its own Chroma server and the two services under gunicorn
-(as production runs them) on free ports. Then, the
-configurations taking turns slice by slice (so that whatever else runs on the machine weighs on all
-alike), it measures ingestion through `POST /documents`, `/search` at concurrency 1 and 8, and the
-in-process floor (encode one query + one Chroma query); and each process's peak memory. Writes JSON
-and its own section of docs/benchmarks.md.
+Each configuration (`CONFIGS`) gets its own Chroma server and the two services under gunicorn on
+free ports. Taking turns slice by slice (so that other load on the machine weighs on all alike),
+they measure ingestion through `POST /documents`, `/search` at concurrency 1 and 8, the in-process
+floor (encode one query + one Chroma query), and each process's peak memory. Writes JSON and its
+own section of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -123,16 +121,9 @@ def measure(
         settings = {**QUERY_ONNX_DEFAULTS, **extra}
         variant = cast(Variant, settings["QUERY_ONNX_VARIANT"])
         backend = cast(Backend, settings["QUERY_ONNX_BACKEND"])
+        stack = stacks[n]
         floors[n] = Floor(
-            engine,
-            weights,
-            version,
-            stacks[n].chroma_port,
-            stacks[n].prefix,
-            args.k,
-            threads,
-            variant,
-            backend,
+            engine, weights, version, stack.chroma_port, stack.prefix, args.k, threads, variant, backend
         )
         floors[n].run(queries[:10], record=False)
     # CPU seconds the query service and Chroma spend on the c=1 searches: what bounds throughput

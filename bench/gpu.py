@@ -1,13 +1,10 @@
 """`python -m bench.gpu` (`make bench-gpu`): the towers on a GPU, through the code ingestion runs.
 
-Reports SciFact abstracts/s through `Encoder.encode_documents` (what ingestion calls, with requests
-of `--request-size` documents), single-query latency through `encode_queries`, and the cosine of
-every GPU vector to the fp32 CPU vector of the same text (must be >= 0.999). Engines: torch on
-CUDA as the services run it there (Rust tokenizer, documents in fp16 autocast in batches of 256,
-queries in fp32 through CUDA graphs) and, for comparison, the same with queries run eagerly, the
-same in fp32 and the same through sentence-transformers' `encode()`; onnx on CUDA when this
-onnxruntime has the CUDA provider. Sized to finish within 5 minutes on one H100. Without a GPU it
-says so and exits 0 (the test suite runs it that way).
+Reports SciFact abstracts/s through `encode_documents` (in requests of `--request-size`), single
+query latency through `encode_queries`, and the cosine of every GPU vector to the fp32 CPU vector
+of the same text (must be >= 0.999). Engines: torch as served on CUDA and, for comparison, with
+queries run eagerly, in fp32, and through sentence-transformers' `encode()`; onnx when this
+onnxruntime has the CUDA provider. Without a GPU it says so and exits 0.
 """
 
 from __future__ import annotations
@@ -56,8 +53,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--reference", type=int, default=512, help="texts re-encoded on CPU in fp32 for the cosine check"
     )
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-gpu.json")
-    # The whole script on the CPU with a few texts: how the test suite checks the code that only a
-    # GPU machine runs for real.
+    # The whole script on the CPU: how the test suite checks the code only a GPU runs for real.
     p.add_argument("--device", default="cuda", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 

@@ -1,17 +1,15 @@
 """`python -m bench.loadtest` (`make loadtest`): search clients and the loader at once, against the
-processes `make run` starts (bench.stack: Chroma and both services under gunicorn, default settings,
-an ingestion API key, log level info) on free ports with a fresh data directory, stopped at the end.
+stack `make run` starts (bench.stack, settings as docker-compose.yml sets them), on free ports with
+a fresh data directory.
 
-1. start the stack, load the demo corpus (the loader, as `make run` does), then warm up: the
-   search clients for --warmup s;
-2. RSS of every process (Chroma, each gunicorn master and worker);
-3. --users locust clients post /search back to back for --duration s while the loader posts --docs
-   SciFact abstracts to the ingestion API, and /healthz of both services is probed every 100 ms;
-4. RSS again once the loader is done; stop the stack.
+1. start the stack, load the demo corpus, warm up the search clients for --warmup s; record RSS;
+2. --users locust clients post /search for --duration s while the loader posts --docs SciFact
+   abstracts, and /healthz of both services is probed every 100 ms;
+3. record RSS again once the loader is done; stop the stack.
 
-Writes JSON (--json) and its section of docs/benchmarks.md. Exits non-zero unless: zero errors
-(search, loader, probes), /healthz p99 under 100 ms on both services, and every service's RSS at
-the end within 10% of its RSS after warm-up.
+Writes JSON (--json) and its section of docs/benchmarks.md. Exits non-zero unless there were zero
+errors, /healthz p99 < 100 ms on both services, and every service's RSS at the end within 10% of
+its RSS after warm-up.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from typing import Any, cast
 import httpx
 
 from bench.floor import Backend, Floor, Variant, floor_threads
-from bench.load import Ingestion, Searches, rotations
+from bench.load import Ingestion, Searches, in_turns
 from bench.report import ratios, update_doc
 from bench.stack import Stack, running_stack, served_weights
 from bench.workload import DEFAULT_CORPUS, Workload, load_workload
@@ -95,12 +95,9 @@ def measure(
     try:
         for n in names:  # not timed: collection creation, first forward pass
             clients[n].post("/documents", json={"documents": work.documents[:8]}).raise_for_status()
-        batches = [
-            work.documents[i : i + args.batch_size] for i in range(0, len(work.documents), args.batch_size)
-        ]
-        for r, order in rotations(names, len(batches)):
-            for n in order:
-                ingestion[n].post(clients[n], batches[r])
+        in_turns(
+            names, work.documents, args.batch_size, lambda n, batch: ingestion[n].post(clients[n], batch)
+        )
         log.info("ingest: %s", {n: ingestion[n].summary()["docs_per_s"] for n in names})
     finally:
         for client in clients.values():
@@ -132,26 +129,22 @@ def measure(
     try:
         # Each slice through HTTP is followed at once by the same slice in-process, so the ratio
         # of the two compares measurements taken under the same load.
-        for r, order in rotations(names, -(-len(queries) // slice_1)):
-            for n in order:
-                part = queries[r * slice_1 : (r + 1) * slice_1]
-                before = stacks[n].query.cpu_seconds(), stacks[n].chroma.cpu_seconds()
-                c1[n].run(stacks[n].query.url, part)
-                cpu[n][0] += stacks[n].query.cpu_seconds() - before[0]
-                cpu[n][1] += stacks[n].chroma.cpu_seconds() - before[1]
-                floors[n].run(part)
+        def search_and_floor(n: str, part: list[str]) -> None:
+            before = stacks[n].query.cpu_seconds(), stacks[n].chroma.cpu_seconds()
+            c1[n].run(stacks[n].query.url, part)
+            cpu[n][0] += stacks[n].query.cpu_seconds() - before[0]
+            cpu[n][1] += stacks[n].chroma.cpu_seconds() - before[1]
+            floors[n].run(part)
+
+        in_turns(names, queries, slice_1, search_and_floor)
     finally:
         for f in floors.values():
             f.close()
     log.info("search c=1 p50: %s", {n: c1[n].summary()["client"]["p50_ms"] for n in names})
     # What hybrid ranking (BM25 over the candidates, fused) adds to a search, engine by engine.
-    for r, order in rotations(names, -(-len(queries) // slice_1)):
-        for n in order:
-            hybrid[n].run(stacks[n].query.url, queries[r * slice_1 : (r + 1) * slice_1])
+    in_turns(names, queries, slice_1, lambda n, part: hybrid[n].run(stacks[n].query.url, part))
     log.info("hybrid search c=1 p50: %s", {n: hybrid[n].summary()["client"]["p50_ms"] for n in names})
-    for r, order in rotations(names, -(-len(concurrent) // slice_n)):
-        for n in order:
-            cn[n].run(stacks[n].query.url, concurrent[r * slice_n : (r + 1) * slice_n])
+    in_turns(names, concurrent, slice_n, lambda n, part: cn[n].run(stacks[n].query.url, part))
     log.info("search c=%d q/s: %s", args.concurrency, {n: cn[n].summary()["queries_per_s"] for n in names})
 
     results: dict[str, Any] = {}

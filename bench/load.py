@@ -66,6 +66,13 @@ def rotations(items: list[T], rounds: int) -> Iterator[tuple[int, list[T]]]:
         yield r, items[shift:] + items[:shift]
 
 
+def in_turns(names: list[str], items: list[T], size: int, run: Callable[[str, list[T]], None]) -> None:
+    """`items` in slices of `size`, each slice run by every name in turn (`rotations`)."""
+    for r, order in rotations(names, -(-len(items) // size)):
+        for n in order:
+            run(n, items[r * size : (r + 1) * size])
+
+
 def concurrent_clients(
     concurrency: int,
     queries: list[str],

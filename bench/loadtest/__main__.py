@@ -257,22 +257,13 @@ def main(argv: list[str] | None = None) -> int:
     args.json.write_text(json.dumps(results, indent=2) + "\n")
     if not args.no_doc:
         update_doc(args.doc, results, args.json)
-    s, h = results["search"], results["healthz"]
+    s, h, loader = results["search"], results["healthz"], results["loader"]
+    failed = [k for k, ok in results["checks"].items() if not ok]
     log.info(
-        "search: %d requests, %d errors, %.1f req/s, p50 %.0f ms, p99 %.0f ms; /healthz p99 query %.1f ms, "
-        "ingest %.1f ms; loader %s docs in %.0f s; %s",
-        s["requests"],
-        s["errors"],
-        s["throughput_rps"],
-        s["p50_ms"],
-        s["p99_ms"],
-        h["query"]["p99_ms"],
-        h["ingest"]["p99_ms"],
-        results["loader"]["documents"],
-        results["loader"]["seconds"],
-        "PASSED"
-        if results["passed"]
-        else "FAILED: " + ", ".join(k for k, ok in results["checks"].items() if not ok),
+        f"search: {s['requests']} requests, {s['errors']} errors, {s['throughput_rps']:.1f} req/s, "
+        f"p50 {s['p50_ms']:.0f} ms, p99 {s['p99_ms']:.0f} ms; /healthz p99 query {h['query']['p99_ms']:.1f} "
+        f"ms, ingest {h['ingest']['p99_ms']:.1f} ms; loader {loader['documents']} docs in "
+        f"{loader['seconds']:.0f} s; {'FAILED: ' + ', '.join(failed) if failed else 'PASSED'}"
     )
     return 0 if results["passed"] else 1
 

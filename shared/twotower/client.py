@@ -1,8 +1,6 @@
-"""A small client of the ingestion API with the retry policy the loader needs (tenacity).
-
-Connection errors, timeouts and 5xx answers are retried with exponential backoff (posting the
-same ids again is safe: the API upserts). 4xx answers are the request's fault and are not retried.
-"""
+"""A client of the ingestion API with the loader's retry policy: transport errors and 5xx answers
+are retried with exponential backoff (posting the same ids again is safe: the API upserts), 4xx
+answers are not."""
 
 from __future__ import annotations
 

@@ -37,11 +37,8 @@ class ModelConfig:
 
 
 def resolve_base_model(name: str) -> str:
-    """Turn a `base_model` setting into something `SentenceTransformer` can load.
-
-    `pkg:<module>` names an installed package that carries a model (`<module>.get_model_path()`);
-    an existing directory is used as is; anything else is passed through as a hub name.
-    """
+    """A `base_model` setting as `SentenceTransformer` loads it: `pkg:<module>` becomes the package's
+    `get_model_path()`; a directory or a hub name is passed through."""
     if name.startswith("pkg:"):
         module_name = name.removeprefix("pkg:")
         try:

@@ -1,9 +1,6 @@
-"""Bounds of the two APIs and the checks that enforce them, with nothing but the standard library,
-so the services' schemas, the loader CLI and the corpus readers share one definition cheaply.
-
-Every check returns a short reason (naming the limit) or None; callers turn the reason into their
-own error (a 422 in the services, a skipped document in the loader). The README's "Limits" table
-lists the same numbers.
+"""Bounds of the two APIs and the checks that enforce them (standard library only), one definition
+for the services' schemas, the loader and the corpus readers. Every check returns a short reason
+naming the limit, or None; callers make it their own error (a 422, a skipped document).
 """
 
 from __future__ import annotations
@@ -42,10 +39,8 @@ MAX_WHERE_CONDITIONS = 32  # field conditions in one filter
 MAX_WHERE_LIST = 100  # values of one $in / $nin
 
 # -- ids -------------------------------------------------------------------------------------------
-# An id is one URL path segment (GET/DELETE /documents/{id}) that survives URL normalisation:
-# printable Unicode (letters, marks, numbers, punctuation, symbols), none of the characters below,
-# no whitespace or control characters, not "." and never "..". "#" is also the store's own
-# separator for passage ids.
+# An id is one URL path segment (/documents/{id}) that survives URL normalisation: printable
+# Unicode but the characters below ("#" also separates passage ids), not "." and never "..".
 ID_FORBIDDEN_CHARS = "/\\#?%"
 ID_CHARSET = (
     "printable Unicode letters, digits, punctuation and symbols, except / \\ # ? % "

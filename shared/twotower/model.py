@@ -20,9 +20,8 @@ class TowerHead(nn.Module):
 
     out = normalize(x + fc3(drop(relu(fc2(drop(relu(fc1(layernorm(x)))))))))
 
-    `fc3` starts at zero, so an untrained head is the identity on the (unit-length) backbone
-    embedding: an untrained model ranks exactly like its base model, and training moves away from
-    that point instead of from a random projection that would scramble the pretrained space.
+    `fc3` starts at zero, so an untrained head is the identity on the unit-length backbone
+    embedding: an untrained model ranks exactly like its base model.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -127,9 +126,8 @@ class DualTowerWithFC(nn.Module):
 
 
 def unsupported_backbone(model: DualTowerWithFC) -> str | None:
-    """None when the backbone is a transformer and mean pooling (then an optional Normalize, which
-    the towers apply anyway), the one shape the towers are run by hand in (the ONNX export, the
-    torch engine's direct path); else what it is instead, for a message."""
+    """None when the backbone is a transformer, mean pooling and an optional Normalize (the shape
+    the ONNX export and the torch engine's direct path run by hand); else what it is instead."""
     modules = [type(m).__name__ for m in model.backbone]
     pooling = getattr(model.backbone[1], "pooling_mode", None) if len(modules) > 1 else None
     if modules[:2] == ["Transformer", "Pooling"] and pooling == "mean" and modules[2:] in ([], ["Normalize"]):

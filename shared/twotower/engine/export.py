@@ -4,13 +4,10 @@ serving then needs neither).
     python -m twotower.engine.export --weights-dir weights [--version V]   export a published version
     python -m twotower.engine.export --base --out DIR                      publish the untrained base
 
-Each tower becomes one graph computing exactly what `DualTowerWithFC.encode_queries` /
-`encode_documents` compute: backbone, mean pooling over the attention mask, normalize, the tower's
-head, normalize. Batch and sequence axes are dynamic. The graphs, the tokenizer and a manifest with
-each file's sha256 go into `<version>/onnx/`, which appears atomically (renamed into place), and
-every export is checked against the PyTorch towers before it is kept. Each tower also gets an int8
-graph (`_quantize`; `--no-int8` to skip), checked against its fp32 graph. The files are
-`twotower.engine.onnx_format`'s.
+Each tower becomes one graph computing what `DualTowerWithFC.encode_queries` / `encode_documents`
+compute, with dynamic batch and sequence axes, plus an int8 graph (`--no-int8` to skip). The files
+(`onnx_format`) appear atomically in `<version>/onnx/`, and an export is kept only once checked
+against the PyTorch towers (the int8 graphs against the fp32 ones).
 """
 
 from __future__ import annotations
@@ -112,8 +109,7 @@ def _quantize(source: Path, target: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     # Weights int8 per output channel, activations quantized on the fly; only the MatMuls with a
-    # weight (the bulk of the compute), less those kept_fp32: attention's activation-by-activation
-    # products, layer norms, softmax and the heads' residual stay fp32.
+    # weight, less those kept_fp32 (attention's products, norms, softmax stay fp32).
     graph = onnx.load(str(source)).graph
     weights = {init.name for init in graph.initializer}
     excluded = [
@@ -201,8 +197,8 @@ def export_onnx(model: DualTowerWithFC, version_dir: str | Path, *, int8: bool =
         raise ArtifactError(
             f"ONNX export supports a Transformer + mean Pooling (+ Normalize) backbone, not {unsupported}"
         )
-    # Exported from a CPU copy: the graph is the same on every device, and the caller's model
-    # (maybe on a GPU, maybe still training) is left alone.
+    # Exported from a CPU copy: the graph is the same on every device, and the caller's model is
+    # left alone.
     cpu_model = copy.deepcopy(model).to("cpu").eval()
     cpu_model.device_name = "cpu"
     # Plain attention (matmul, mask, softmax) rather than the SDPA kernel's traced decomposition:
@@ -251,13 +247,9 @@ def publish(
     onnx: bool = True,
     int8: bool = True,
 ) -> str:
-    """Write `root/<version>/` (with its ONNX export unless `onnx=False`: fp32 graphs, and the int8
-    ones the services run by default unless `int8=False`), then atomically point `root/LATEST` at it;
-    return the version.
-
-    Readers never see a half-written version: the directory is renamed into place, and LATEST is
-    replaced with `os.replace` (atomic on POSIX) only after the directory is complete.
-    """
+    """Write `root/<version>/` (with its ONNX export unless `onnx=False`, int8 graphs unless
+    `int8=False`), then point `root/LATEST` at it; return the version. Both appear atomically
+    (renamed into place), so readers never see a half-written version."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))

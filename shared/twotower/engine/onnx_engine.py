@@ -1,12 +1,9 @@
 """The ONNX Runtime engine: each tower as one exported graph (`onnx_format`), run with the Rust
-`tokenizers`.
+`tokenizers`; no PyTorch, so the serving images can leave it out.
 
-Needs only onnxruntime, tokenizers and numpy (no PyTorch, no transformers, nothing of this package
-that imports them), so the serving images can leave PyTorch out. `backend` picks the runtime of
-the fp32 graphs on CPU: onnxruntime, or OpenVINO (`openvino_session`). The query service runs the
-int8 graphs by default, ingestion the fp32 ones. A GPU always runs the fp32 graphs (ONNX Runtime's
-CUDA provider has no kernels for the int8 ones), and a version exported without int8 graphs is
-served in fp32, with a warning.
+`backend` picks the runtime of the fp32 graphs on CPU: onnxruntime or OpenVINO. A GPU runs the
+fp32 graphs (ONNX Runtime's CUDA provider has no int8 kernels), and so does a version exported
+without int8 graphs (with a warning).
 """
 
 from __future__ import annotations
@@ -85,23 +82,18 @@ class OnnxEncoder:
         self.device = "cuda" if self.providers[0] != "CPUExecutionProvider" else "cpu"
         self.variant = self._servable(variant)
         self.backend = self._runnable(backend)
-        # OpenVINO keeps kernels and buffers for every input shape it has run, so a chunk's width is
-        # rounded up to a multiple of this: 16 widths instead of 256 bound its memory, for a little
-        # throughput. ONNX Runtime's memory stays flat unrounded.
+        # OpenVINO keeps kernels and buffers for every input shape it has run: rounding a chunk's
+        # width up to a multiple of 16 bounds its memory. ONNX Runtime's stays flat unrounded.
         self._width_step = 16 if self.backend == "openvino" else 1
-        # Texts of one encode call run in chunks of this many, sorted by length so that a chunk
-        # pads little. On CPU, small chunks run faster per text than big ones (activations stay in
-        # cache); on a GPU, big ones fill the chip.
+        # Chunks of texts sorted by length (little padding): small on CPU (activations stay in
+        # cache), big on a GPU (they fill the chip).
         self.batch_size = batch_size or (256 if self.device == "cuda" else 4)
         if self.variant == "int8":
-            # Dynamic quantization scales activations by the whole input tensor's range, so a
-            # text's int8 vector would depend on the texts batched with it: one text per run keeps
-            # each vector a function of its text alone.
+            # Dynamic quantization scales activations by the whole batch's range: one text per run
+            # keeps each vector a function of its text alone.
             self.batch_size = 1
-        # On CPU the two towers use the threads differently. The query tower serves one short text
-        # at a time, so its session spreads each run over all threads (latency). The document
-        # tower serves many texts per call, so its session runs single-threaded and `threads` chunks
-        # run side by side (throughput: no intra-op synchronisation, no spinning threads).
+        # On CPU the query tower spreads each run over all threads (latency); the document tower
+        # runs `threads` single-threaded chunks side by side (throughput, no intra-op sync).
         self._parallel_chunks = self.device == "cpu" and self.threads > 1
         self._pool: ThreadPoolExecutor | None = None
         self._pad_id = int(self._manifest.get("pad_token_id", 0))
@@ -177,8 +169,7 @@ class OnnxEncoder:
                 path = verified_file(self.directory, self._manifest, tower_file(tower, self.variant))
                 chunked = tower == "document" and self._parallel_chunks
                 if self.backend == "openvino":
-                    # One stream per chunk run side by side, each on one thread; else one stream
-                    # spread over the threads.
+                    # One single-threaded stream per parallel chunk, else one over all threads.
                     session: Session = OpenVinoSession(
                         path, self.threads, streams=self.threads if chunked else 1
                     )
@@ -188,8 +179,7 @@ class OnnxEncoder:
                     options.intra_op_num_threads = 1 if chunked else self.threads
                     options.inter_op_num_threads = 1
                     # Idle pool threads sleep instead of spinning: the services share their cores
-                    # with Chroma and each other, and a spinning pool took twice the CPU for the
-                    # same work.
+                    # with Chroma and each other.
                     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
                     session = ort.InferenceSession(str(path), options, providers=self.providers)
@@ -238,8 +228,7 @@ class OnnxEncoder:
 
         feeds = [feed_of(chunk) for chunk in chunks]
         if isinstance(session, OpenVinoSession):
-            # OpenVINO runs the chunks side by side on its own threads (one infer request per
-            # stream), started and collected from this thread alone.
+            # OpenVINO runs the chunks side by side on its own threads (an infer request a stream).
             results = session.run_all("embedding", feeds)
         else:
 
@@ -250,9 +239,8 @@ class OnnxEncoder:
                 results = list(self._chunk_pool().map(run, feeds))  # ONNX Runtime releases the GIL
             else:
                 # One such run at a time per encoder: each already spreads over the session's
-                # threads, sized so that workers × threads ≈ cores. Concurrent requests running side
-                # by side multiply that, and the event loop answering /healthz waited behind them;
-                # the lock's cost in queries/s under concurrency is within run-to-run noise.
+                # threads (workers × threads ≈ cores), and concurrent runs would oversubscribe the
+                # cores, starving the event loop that answers /healthz.
                 with self._runs:
                     results = [run(feed) for feed in feeds]
         for chunk, vectors in zip(chunks, results, strict=True):

@@ -28,9 +28,8 @@ MANIFEST_FILE = "manifest.json"
 ONNX_FORMAT = "twotower-onnx/1"
 TOKENIZER_FILE = "tokenizer.json"
 Variant = Literal["fp32", "int8"]
-# How the int8 graphs were quantized, recorded in the manifest: 1 = every weight MatMul int8;
-# 2 = the first FP32_FFN_LAYERS layers' feed-forward down-projections kept fp32. Graphs of another
-# recipe count as missing, so they are exported again.
+# How the int8 graphs were quantized (in the manifest): 2 = weight MatMuls int8 but the first
+# FP32_FFN_LAYERS layers' feed-forward down-projections. Another recipe's graphs count as missing.
 INT8_RECIPE = 2
 # The feed-forward down-projections (`layer.N/output/dense`) take the GELU outputs, the widest
 # activations: in the first layers int8 rounding there moved the vectors most.
@@ -49,11 +48,8 @@ def tower_file(tower: Tower, variant: Variant = "fp32") -> str:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def read_manifest(version_dir: str | Path) -> dict[str, Any]:

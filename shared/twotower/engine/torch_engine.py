@@ -23,9 +23,8 @@ from twotower.registry import find_version
 
 log = logging.getLogger(__name__)
 
-# The shapes the query tower is captured at as CUDA graphs (batch of texts, tokens per text): a batch
-# is padded up to the nearest (repeating its rows, masking the extra tokens); a bigger one runs
-# eagerly. Micro-batching makes batches of a few queries; few queries pass 128 tokens.
+# The (texts, tokens) shapes the query tower is captured at as CUDA graphs: a batch is padded up to
+# the nearest (repeating rows, masking tokens); a bigger one runs eagerly.
 GRAPH_BATCHES = (1, 2, 4, 8)
 GRAPH_WIDTHS = (16, 32, 64, 128)
 Forward = Callable[[dict[str, torch.Tensor]], torch.Tensor]
@@ -48,26 +47,22 @@ class TorchEncoder:
         self.max_seq_length = model.config.max_seq_length
         self.device = model.device_name
         gpu = self.device.startswith("cuda")
-        # On a GPU the documents' backbone runs in fp16 (autocast keeps norms and softmax in fp32;
-        # `make bench-gpu` checks cosine >= 0.999 to fp32 CPU vectors), in batches that fill the
-        # chip. Queries stay fp32: one short text is launch-bound, and autocast's per-call weight
-        # casts cost it more time than fp16 saves.
+        # On a GPU the documents' backbone runs in fp16 autocast (`make bench-gpu` checks cosine
+        # >= 0.999 to fp32 CPU vectors) in batches that fill the chip. Queries stay fp32: one short
+        # text is launch-bound, and autocast's weight casts cost more than fp16 saves.
         self.half = gpu
         self.batch_size = 256 if gpu else 64
-        # `direct`: tokenize with the Rust tokenizer (all texts at once, in parallel, GIL released)
-        # and run the transformer, mean pooling and head here, instead of sentence-transformers'
-        # `encode`, whose tokenizing through transformers dominates on a GPU. The default on a GPU;
-        # on CPU the forward pass dominates.
+        # `direct` (the default on a GPU): the Rust tokenizer (parallel, GIL released) feeding the
+        # tower here, instead of sentence-transformers' `encode`, whose tokenizing dominates there.
         self.direct = (gpu if direct is None else direct) and unsupported_backbone(model) is None
         if self.direct:
             self._encoding = offsets_tokenizer(model)  # a copy of its own, configured once here
             self._encoding.enable_truncation(self.max_seq_length)
             self._pad_id = int(model.backbone.tokenizer.pad_token_id or 0)
             self._inputs = [n for n in INPUTS if n in model.backbone.tokenizer.model_input_names]
-        # `graphs`: on a GPU, queries replay CUDA graphs of the query tower, one per shape in
-        # GRAPH_BATCHES x GRAPH_WIDTHS, captured on first use: a short query is bound by launching
-        # the transformer's kernels one by one from Python, which a replay does at once. Only on
-        # the direct path; a capture that fails turns them off (logged) and queries run eagerly.
+        # `graphs`: on a GPU and the direct path, queries replay CUDA graphs of the query tower
+        # (one per shape, captured on first use): a short query is bound by launching kernels one
+        # by one from Python. A capture that fails turns them off (logged).
         self.graphs = self.direct and gpu and (graphs is None or graphs)
         self._captured: dict[tuple[int, int], CapturedTower] = {}
         # Hugging Face fast tokenizers are not safe to call from several threads at once ("Already

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,43 +62,35 @@ def section(results: dict[str, Any], json_path: Path) -> str:
     configs = results["configs"]
     names = list(configs)
     concurrent = next(k for k in next(iter(configs.values()))["search"] if not k.startswith("c1"))
-    rows: list[tuple[str, list[str]]] = [
-        ("ingestion, docs/s", [f"{c['ingest']['docs_per_s']}" for c in configs.values()]),
-        ("`/search` c=1, p50 / p95 / p99 ms", [_lat(c["search"]["c1"]) for c in configs.values()]),
-        ("`/search` c=1, queries/s", [f"{c['search']['c1']['queries_per_s']}" for c in configs.values()]),
+    cells: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+        ("ingestion, docs/s", lambda c: f"{c['ingest']['docs_per_s']}"),
+        ("`/search` c=1, p50 / p95 / p99 ms", lambda c: _lat(c["search"]["c1"])),
+        ("`/search` c=1, queries/s", lambda c: f"{c['search']['c1']['queries_per_s']}"),
         (
             '`/search` c=1 `"mode": "hybrid"`, p50 / p95 / p99 ms',
-            [_lat(c["search"]["c1_hybrid"]) if "c1_hybrid" in c["search"] else "—" for c in configs.values()],
+            lambda c: _lat(c["search"]["c1_hybrid"]) if "c1_hybrid" in c["search"] else "—",
         ),
-        (
-            f"`/search` c={concurrent[1:]}, p50 / p95 / p99 ms",
-            [_lat(c["search"][concurrent]) for c in configs.values()],
-        ),
-        (
-            f"`/search` c={concurrent[1:]}, queries/s",
-            [f"{c['search'][concurrent]['queries_per_s']}" for c in configs.values()],
-        ),
-        ("errors (ingest + search)", [str(_errors(c)) for c in configs.values()]),
+        (f"`/search` c={concurrent[1:]}, p50 / p95 / p99 ms", lambda c: _lat(c["search"][concurrent])),
+        (f"`/search` c={concurrent[1:]}, queries/s", lambda c: f"{c['search'][concurrent]['queries_per_s']}"),
+        ("errors (ingest + search)", lambda c: str(_errors(c))),
         (
             "in-process floor p50 ms (encode + Chroma)",
-            [
-                f"{c['floor']['total']['p50_ms']} ({c['floor']['encode']['p50_ms']} + {c['floor']['chroma_query']['p50_ms']})"
-                for c in configs.values()
-            ],
+            lambda c: (
+                f"{c['floor']['total']['p50_ms']} ({c['floor']['encode']['p50_ms']} + "
+                f"{c['floor']['chroma_query']['p50_ms']})"
+            ),
         ),
-        ("HTTP p50 / floor p50", [f"{c['http_p50_over_floor']}×" for c in configs.values()]),
+        ("HTTP p50 / floor p50", lambda c: f"{c['http_p50_over_floor']}×"),
         (
             "ms over the floor (c=1 p50s): in the search (`took_ms` − floor) + around it (HTTP − `took_ms`)",
-            [_over_floor(c) for c in configs.values()],
+            _over_floor,
         ),
-        (
-            "CPU ms per search (c=1): query service + Chroma",
-            [_cpu(c) for c in configs.values()],
-        ),
-        ("peak RSS query, MiB", [_rss(c["peak_rss_mb"]["query"]) for c in configs.values()]),
-        ("peak RSS ingest, MiB", [_rss(c["peak_rss_mb"]["ingest"]) for c in configs.values()]),
-        ("peak RSS Chroma, MiB", [_rss(c["peak_rss_mb"]["chroma"]) for c in configs.values()]),
+        ("CPU ms per search (c=1): query service + Chroma", _cpu),
+        ("peak RSS query, MiB", lambda c: _rss(c["peak_rss_mb"]["query"])),
+        ("peak RSS ingest, MiB", lambda c: _rss(c["peak_rss_mb"]["ingest"])),
+        ("peak RSS Chroma, MiB", lambda c: _rss(c["peak_rss_mb"]["chroma"])),
     ]
+    rows = [(label, [cell(c) for c in configs.values()]) for label, cell in cells]
     w = results["workload"]
     s = results["services"]
     lines = [

@@ -21,6 +21,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any, cast
 
@@ -161,11 +162,8 @@ def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
 def check_export(model: DualTowerWithFC, version_dir: Path, texts: Sequence[str] = CHECK_TEXTS) -> float:
     """The smallest cosine between the ONNX and PyTorch towers' vectors on `texts`; raises below
     0.999, or when int8 graphs were exported and stray from the fp32 ones (below 0.98)."""
-    fp32 = OnnxEncoder(version_dir, device="cpu", variant="fp32")
-    try:
+    with closing(OnnxEncoder(version_dir, device="cpu", variant="fp32")) as fp32:
         queries, documents = fp32.encode_queries(texts), fp32.encode_documents(texts)
-    finally:
-        fp32.close()
     worst = min(
         min_cosine(queries, model.encode_queries(texts)),
         min_cosine(documents, model.encode_documents(texts)),
@@ -173,14 +171,11 @@ def check_export(model: DualTowerWithFC, version_dir: Path, texts: Sequence[str]
     if worst < MIN_COSINE:
         raise ArtifactError(f"{version_dir}: ONNX towers disagree with PyTorch (cosine {worst:.5f})")
     if has_onnx(version_dir, "int8"):
-        int8 = OnnxEncoder(version_dir, device="cpu", variant="int8")
-        try:
+        with closing(OnnxEncoder(version_dir, device="cpu", variant="int8")) as int8:
             quantized = min(
                 min_cosine(int8.encode_queries(texts), queries),
                 min_cosine(int8.encode_documents(texts), documents),
             )
-        finally:
-            int8.close()
         if quantized < MIN_COSINE_INT8:
             raise ArtifactError(f"{version_dir}: int8 towers stray from fp32 (cosine {quantized:.5f})")
         log.info("int8 graphs: cosine to fp32 >= %.5f", quantized)

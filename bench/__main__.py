@@ -33,8 +33,7 @@ from twotower.engine import Engine
 log = logging.getLogger("bench")
 ROOT = Path(__file__).resolve().parents[1]
 
-# The query service's defaults for the onnx engine, set explicitly on every stack so that the
-# in-process floor runs the query tower the service runs.
+# The query service's onnx defaults, set on every stack so the floor runs the tower it runs.
 QUERY_ONNX_DEFAULTS = {"QUERY_ONNX_VARIANT": "int8", "QUERY_ONNX_BACKEND": "onnxruntime"}
 # name -> (engine, extra service settings); "onnx" is the services' defaults (int8 graphs).
 CONFIGS: dict[str, tuple[Engine, dict[str, str]]] = {
@@ -82,8 +81,7 @@ def load_average() -> list[float]:
 def measure(
     args: argparse.Namespace, stacks: dict[str, Stack], weights: Path, version: str, work: Workload
 ) -> dict[str, Any]:
-    """Every configuration takes turns, slice by slice, through each phase: background load on the
-    machine then weighs on all of them alike, so the ratios hold even on a busy machine."""
+    """Every configuration takes turns, slice by slice, through each phase (`in_turns`)."""
     names = list(stacks)
     queries = work.queries[: args.queries]
     concurrent = work.queries
@@ -123,12 +121,10 @@ def measure(
             engine, weights, version, stack.chroma_port, stack.prefix, args.k, threads, variant, backend
         )
         floors[n].run(queries[:10], record=False)
-    # CPU seconds the query service and Chroma spend on the c=1 searches: what bounds throughput
-    # once the machine's cores are all busy.
+    # CPU seconds the query service and Chroma spend on the c=1 searches (bounds throughput).
     cpu = {n: [0.0, 0.0] for n in names}
     try:
-        # Each slice through HTTP is followed at once by the same slice in-process, so the ratio
-        # of the two compares measurements taken under the same load.
+        # Each slice through HTTP, then at once in-process: their ratio compares like with like.
         def search_and_floor(n: str, part: list[str]) -> None:
             before = stacks[n].query.cpu_seconds(), stacks[n].chroma.cpu_seconds()
             c1[n].run(stacks[n].query.url, part)

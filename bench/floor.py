@@ -17,8 +17,7 @@ from twotower.index.store import ChromaStore
 
 
 def floor_threads(query_workers: int) -> int:
-    """One query worker's intra-op threads, as the service computes them for itself
-    (ServiceSettings.encoder_threads, threads unset): the CPUs shared among its workers."""
+    """One query worker's intra-op threads as the service computes them: the CPUs over its workers."""
     return max(1, available_cpus() // query_workers)
 
 

@@ -59,8 +59,7 @@ class Ingestion:
 
 
 def rotations(items: list[T], rounds: int) -> Iterator[tuple[int, list[T]]]:
-    """Round r visits every item (a configuration, a system under test), starting one further along
-    each round: several stacks take turns, so background load weighs on all of them alike."""
+    """Round r visits every item, starting one further along each round: load weighs on all alike."""
     for r in range(rounds):
         shift = r % len(items)
         yield r, items[shift:] + items[:shift]

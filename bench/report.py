@@ -163,8 +163,7 @@ def update_doc(doc: Path, results: dict[str, Any], json_path: Path) -> None:
 
 
 def replace_section(doc: Path, begin: str, end: str, new: str) -> None:
-    """Put `new` (which starts with `begin` and ends with `end`) in place of the section between
-    those markers in `doc`, or append it; every other line of `doc` is kept."""
+    """Put `new` in place of `doc`'s section between `begin` and `end`, or append it; keep the rest."""
     text = doc.read_text() if doc.exists() else "# Benchmarks\n"
     if begin in text and end in text:
         head, rest = text.split(begin, 1)

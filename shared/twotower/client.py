@@ -110,8 +110,7 @@ class IngestClient:
         return self._request("GET", "/stats")
 
     def post_documents(self, documents: list[dict[str, Any]]) -> dict[str, Any]:
-        """Post a batch; when the service stored part of it before failing (a 503 listing the
-        `stored` ids), the retry sends only the rest, and the answer counts both."""
+        """Post a batch; after a 503 listing the `stored` ids, retry only the rest (both are counted)."""
         remaining, stored = list(documents), 0
 
         def resume(response: httpx.Response) -> dict[str, Any]:

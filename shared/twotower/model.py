@@ -136,15 +136,13 @@ def unsupported_backbone(model: DualTowerWithFC) -> str | None:
 
 
 def mean_pooled(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """sentence-transformers' mean pooling (padded positions excluded), at unit length: what the
-    backbone's Pooling and Normalize compute from the transformer's last hidden state."""
+    """The backbone's Pooling and Normalize: the mean over unpadded positions, at unit length."""
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
     return F.normalize((hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9), dim=-1)
 
 
 def offsets_tokenizer(model: DualTowerWithFC) -> Tokenizer:
-    """The backbone's Rust tokenizer without truncation or padding (for counting tokens and
-    splitting passages), copied so that configuring it never touches the one the model encodes with."""
+    """A copy of the backbone's Rust tokenizer without truncation or padding (for counting tokens)."""
     tokenizer = Tokenizer.from_str(model.backbone.tokenizer.backend_tokenizer.to_str())
     tokenizer.no_truncation()
     tokenizer.no_padding()

@@ -192,8 +192,7 @@ def export_onnx(model: DualTowerWithFC, version_dir: str | Path, *, int8: bool =
         raise ArtifactError(
             f"ONNX export supports a Transformer + mean Pooling (+ Normalize) backbone, not {unsupported}"
         )
-    # Exported from a CPU copy: the graph is the same on every device, and the caller's model is
-    # left alone.
+    # Exported from a CPU copy: the graph is the same on every device; the caller's model stays as is.
     cpu_model = copy.deepcopy(model).to("cpu").eval()
     cpu_model.device_name = "cpu"
     # Plain attention (matmul, mask, softmax) rather than the SDPA kernel's traced decomposition:
@@ -225,8 +224,7 @@ def is_exported(version_dir: Path, int8: bool) -> bool:
 def export_published(
     roots: Sequence[str | Path], version: str, *, force: bool = False, int8: bool = True
 ) -> Path:
-    """Export a published version that lacks ONNX, or its int8 graphs of the current recipe (or
-    redo it with `force`)."""
+    """Export a published version that lacks ONNX or current int8 graphs (any, with `force`)."""
     directory = find_version(version, roots)
     if is_exported(directory, int8) and not force:
         log.info("version %s already has an ONNX export in %s", version, directory / ONNX_DIR)
@@ -272,8 +270,7 @@ def publish(
 def publish_base(
     out: str | Path, base_model: str = PACKAGED_BASE_MODEL, *, onnx: bool = True, int8: bool = True
 ) -> str:
-    """Publish the untrained model on `base_model` (towers = the base embedding), with its ONNX
-    export unless `onnx=False`."""
+    """Publish the untrained model on `base_model`, with its ONNX export unless `onnx=False`."""
     model = DualTowerWithFC(ModelConfig(base_model=base_model), device="cpu")
     return publish(model, out, {"base": True}, onnx=onnx, int8=int8)
 

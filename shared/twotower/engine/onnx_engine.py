@@ -178,8 +178,7 @@ class OnnxEncoder:
                     options = ort.SessionOptions()
                     options.intra_op_num_threads = 1 if chunked else self.threads
                     options.inter_op_num_threads = 1
-                    # Idle pool threads sleep instead of spinning: the services share their cores
-                    # with Chroma and each other.
+                    # Idle pool threads sleep instead of spinning: the services share their cores.
                     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
                     session = ort.InferenceSession(str(path), options, providers=self.providers)

@@ -83,8 +83,7 @@ def has_onnx(version_dir: str | Path, variant: Variant = "fp32") -> bool:
 
 
 def lists_variant(manifest: dict[str, Any], variant: Variant) -> bool:
-    """Whether an export's manifest lists both towers' graphs of `variant` (int8 ones: of the
-    current recipe)."""
+    """Whether the manifest lists both towers' graphs of `variant` (int8: of the current recipe)."""
     files = manifest.get("files", {})
     listed = all(tower_file(t, variant) in files for t in TOWERS)
     return listed and (variant != "int8" or manifest.get("int8_recipe") == INT8_RECIPE)

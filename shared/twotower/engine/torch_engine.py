@@ -65,8 +65,7 @@ class TorchEncoder:
         # by one from Python. A capture that fails turns them off (logged).
         self.graphs = self.direct and gpu and (graphs is None or graphs)
         self._captured: dict[tuple[int, int], CapturedTower] = {}
-        # Hugging Face fast tokenizers are not safe to call from several threads at once ("Already
-        # borrowed"), and services call from a thread pool: one encode at a time per encoder.
+        # Hugging Face fast tokenizers are not thread-safe ("Already borrowed"): one encode at a time.
         self._lock = threading.Lock()
         self._tokenizer: Tokenizer | None = None
 
@@ -164,8 +163,7 @@ class TorchEncoder:
     def _replay(
         self, shape: tuple[int, int], forward: Forward, feed: dict[str, np.ndarray]
     ) -> np.ndarray | None:
-        """The query tower's vectors for `feed` from the graph of `shape` (captured now if it is
-        new); None if capturing failed, and graphs are off from then on."""
+        """`feed` through the graph of `shape`, captured if new; None if capturing failed (graphs off)."""
         captured = self._captured.get(shape)
         if captured is None:
             try:
@@ -189,8 +187,7 @@ class TorchEncoder:
 
 
 def graph_shape(batch: int, tokens: int) -> tuple[int, int] | None:
-    """The smallest captured shape (GRAPH_BATCHES x GRAPH_WIDTHS) that holds `batch` texts of at
-    most `tokens` tokens, or None: too big for a graph."""
+    """The smallest graph shape holding `batch` texts of at most `tokens` tokens, or None."""
     rows = next((b for b in GRAPH_BATCHES if b >= batch), None)
     width = next((w for w in GRAPH_WIDTHS if w >= tokens), None)
     return None if rows is None or width is None else (rows, width)

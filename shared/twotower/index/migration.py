@@ -122,8 +122,7 @@ class IndexWriter(_Versions):
     def _apply(
         self, ids: list[str], op_name: str, op: Callable[[DocumentIndex], list[str]]
     ) -> tuple[Pointer, list[str]]:
-        """Run `op` on every live version's collection; return the pointer it was answered under
-        and the result from the served version."""
+        """Run `op` on every live version; return the pointer it ran under and the served result."""
         written: dict[str, list[str]] = {}
         deadline = time.monotonic() + self.finalize_wait_s
         while True:
@@ -206,8 +205,7 @@ class Rollout(_Versions):
         source = pointer.version
         encoder = self.encoder_for(target)  # fails here, before anything changes, if it cannot load
         config = passage_config_of(self.store, source, self.passage_config)
-        # A collection left by an aborted attempt, or by an earlier time this version was served,
-        # is stale: start it afresh.
+        # A collection left by an aborted attempt or an earlier serving of this version is stale.
         self.store.drop(target)
         intents = Intents(self.store, target)
         intents.drop()
@@ -221,8 +219,7 @@ class Rollout(_Versions):
     def backfill(
         self, batch_size: int = 64, on_progress: Callable[[Progress], None] | None = None
     ) -> Progress:
-        """Copy the served collection's documents into the target (resumable: documents already
-        in the target are skipped, and none is ever overwritten)."""
+        """Copy the served documents into the target; resumable, and it never overwrites."""
         pointer = self._migrating()
         source, target = self.index(pointer.version, embeds=False), self.index(pointer.target)
         source_ids = source.document_ids()

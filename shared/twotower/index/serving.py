@@ -79,8 +79,7 @@ class ServingPointer:
         return Pointer.from_metadata(found[0].metadata) if found else None
 
     def initialize(self, version: str) -> Pointer:
-        """The pointer, created as `serving version` if there is none yet (the first process to
-        start decides; every other one reads its decision)."""
+        """The pointer, created as `serving version` if there is none yet (the first start decides)."""
         current = self.read()
         if current is not None:
             return current

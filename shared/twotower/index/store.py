@@ -219,8 +219,7 @@ class ChromaStore:
             return handle
         client = self._connect()
         if create:
-            # No embedding function: we always send our own embeddings, and Chroma's default one
-            # would try to download a model.
+            # No embedding function: we send our own, and Chroma's default would download a model.
             handle = self._call(
                 "create collection",
                 client.get_or_create_collection,
@@ -289,8 +288,7 @@ class ChromaStore:
 
     # -- records ---------------------------------------------------------------------------
     def chunks(self, records: Sequence[Record], dim: int) -> Iterator[range]:
-        """Index ranges of `records` that fit one request: at most the server's max batch size and
-        `max_payload_bytes` of estimated JSON."""
+        """Index ranges of `records` within the server's max batch size and `max_payload_bytes`."""
         limit = self.max_batch_size()
         start, size = 0, 0
         for i, record in enumerate(records):
@@ -385,8 +383,7 @@ class ChromaStore:
         return [Record(i, docs[n] or "", dict(metas[n] or {})) for n, i in enumerate(page["ids"])]
 
     def ids(self, name: str) -> list[str]:
-        """Every id in the collection, in one request (a consistent snapshot, unlike paging by
-        offset while others write)."""
+        """Every id in the collection, in one request: a snapshot, unlike paging while others write."""
         return list(self._read(name, "get ids", lambda c: c.get(include=[]))["ids"])
 
     def delete(

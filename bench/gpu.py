@@ -90,8 +90,7 @@ def _measure(
     import torch
 
     cuda = device.startswith("cuda")
-    # A first pass over every text, timed apart: each new batch shape costs kernel choices and
-    # allocations the first time, and a service that has run for a while has seen them all.
+    # A first pass, timed apart: a new batch shape costs kernel choices and allocations once.
     _synchronize(device)
     first_seconds, _ = _ingest(encoder, docs, request_size)
     first_queries = []  # the first query of each shape captures its CUDA graph

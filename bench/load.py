@@ -23,8 +23,7 @@ C = TypeVar("C", bound=Closeable)
 
 
 def percentiles(ms: list[float]) -> dict[str, float]:
-    """p50, p95, p99, mean and max of latencies in ms, to 0.01 ms; all NaN for none (a run where
-    nothing succeeded), so that a report shows the gap instead of failing."""
+    """p50, p95, p99, mean and max of latencies in ms, to 0.01 ms; all NaN for none (a visible gap)."""
     keys = ("p50_ms", "p95_ms", "p99_ms", "mean_ms", "max_ms")
     if not ms:
         return dict.fromkeys(keys, float("nan"))

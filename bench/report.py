@@ -132,8 +132,7 @@ def section(results: dict[str, Any], json_path: Path) -> str:
 
 
 def _over_floor(config: dict[str, Any]) -> str:
-    """What serving adds to the floor, in ms, split at the service's own `took_ms`: the search's work
-    beyond the floor's (more candidates, grouping, ranking), then HTTP, the framework and the client."""
+    """What serving adds to the floor, in ms, split at `took_ms`: in the search, then around it."""
     floor = config["floor"]["total"]["p50_ms"]
     c1 = config["search"]["c1"]
     took, http = c1["server_took"]["p50_ms"], c1["client"]["p50_ms"]

@@ -209,8 +209,7 @@ def running_stack(
 
 
 def served_weights(weights_dir: Path, scratch: Path) -> tuple[Path, str]:
-    """A weights directory whose LATEST version has its ONNX export (made if missing); with nothing
-    published in `weights_dir`, the base model published into `scratch`/weights."""
+    """A weights directory whose LATEST has its ONNX export (made if missing); else the base model's."""
     from twotower.engine.export import export_published, publish_base
 
     version = latest_version(weights_dir)

@@ -117,8 +117,7 @@ def jsonl(path: Path, limit: int | None = None) -> Corpus:
 
 
 def open_corpus(path: str | None, limit: int | None = None) -> Corpus:
-    """No path: the pydoc topics. A folder: BEIR layout (its corpus.jsonl). A file: JSONL rows of
-    {"id" or "_id", "text", "title"?, "metadata"?}."""
+    """No path: the pydoc topics; a folder: its BEIR corpus.jsonl; a file: JSONL rows (`to_document`)."""
     if not path:
         return pydoc_topics(limit)
     location = Path(path)

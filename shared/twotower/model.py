@@ -126,8 +126,7 @@ class DualTowerWithFC(nn.Module):
 
 
 def unsupported_backbone(model: DualTowerWithFC) -> str | None:
-    """None when the backbone is a transformer, mean pooling and an optional Normalize (the shape
-    the ONNX export and the torch engine's direct path run by hand); else what it is instead."""
+    """None for a transformer + mean pooling (+ Normalize) backbone, the one run by hand; else what it is."""
     modules = [type(m).__name__ for m in model.backbone]
     pooling = getattr(model.backbone[1], "pooling_mode", None) if len(modules) > 1 else None
     if modules[:2] == ["Transformer", "Pooling"] and pooling == "mean" and modules[2:] in ([], ["Normalize"]):

@@ -59,8 +59,7 @@ CHECK_TEXTS = [
     "A list comprehension builds a list from an iterable in a single expression. " * 40,
 ]
 MIN_COSINE = 0.999
-# int8 graphs against fp32 ones: quantization moves vectors a little; a broken quantization (wrong
-# nodes, saturated scales) lands far below this.
+# int8 graphs against fp32 ones: quantization moves vectors a little, a broken one far more.
 MIN_COSINE_INT8 = 0.98
 
 
@@ -89,8 +88,7 @@ def _export_tower(model: DualTowerWithFC, head: TowerHead, path: Path) -> None:
     mask[1, 9:] = 0
     dynamic = {name: {0: "batch", 1: "sequence"} for name in INPUTS}
     with warnings.catch_warnings(), torch.inference_mode():
-        # The TorchScript exporter (the dynamo one needs onnxscript) warns about traced shape checks
-        # that are constant for an encoder; the check against PyTorch below is what counts.
+        # The TorchScript exporter warns of traced shape checks; the check against PyTorch counts.
         warnings.simplefilter("ignore")
         torch.onnx.export(
             graph,
@@ -195,8 +193,7 @@ def export_onnx(model: DualTowerWithFC, version_dir: str | Path, *, int8: bool =
     # Exported from a CPU copy: the graph is the same on every device; the caller's model stays as is.
     cpu_model = copy.deepcopy(model).to("cpu").eval()
     cpu_model.device_name = "cpu"
-    # Plain attention (matmul, mask, softmax) rather than the SDPA kernel's traced decomposition:
-    # the same numbers, and ONNX Runtime runs it faster on CPU.
+    # Plain attention rather than SDPA's traced decomposition: the same numbers, faster on CPU.
     transformer: Any = cpu_model.backbone[0].auto_model
     transformer.set_attn_implementation("eager")
     staging = Path(tempfile.mkdtemp(prefix=".onnx-", dir=version_dir))

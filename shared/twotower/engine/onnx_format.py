@@ -31,8 +31,7 @@ Variant = Literal["fp32", "int8"]
 # How the int8 graphs were quantized (in the manifest): 2 = weight MatMuls int8 but the first
 # FP32_FFN_LAYERS layers' feed-forward down-projections. Another recipe's graphs count as missing.
 INT8_RECIPE = 2
-# The feed-forward down-projections (`layer.N/output/dense`) take the GELU outputs, the widest
-# activations: in the first layers int8 rounding there moved the vectors most.
+# The feed-forward down-projections take the widest activations (GELU's): int8 hurts most there.
 FP32_FFN_LAYERS = 3
 FFN_DOWN_PROJECTION = re.compile(r"/layer\.(\d+)/output/dense/MatMul$")
 

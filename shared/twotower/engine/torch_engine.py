@@ -138,8 +138,7 @@ class TorchEncoder:
     def _encode_direct(
         self, texts: Sequence[str], head: TowerHead, half: bool, graphs: bool = False
     ) -> np.ndarray:
-        """The tower run here, fed by the Rust tokenizer. `graphs`: this tower (the query tower)
-        may replay CUDA graphs while `self.graphs` is on; batches that fit a shape do."""
+        """The tower run here on the Rust tokenizer's ids; with `graphs` (the query tower) via CUDA graphs."""
         self.model.eval()
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:

@@ -268,8 +268,7 @@ class ChromaStore:
         return True
 
     def _with_handle(self, name: str, what: str, op: Callable[[Collection], T]) -> T:
-        """Run `op` on the cached handle; if the collection was replaced since (deleted and made
-        again, so the handle's id is stale), look it up once more and retry."""
+        """Run `op` on the cached handle, and once more on a fresh one if the collection was replaced."""
         handle = self.collection(name)
         try:
             return self._call(what, op, handle)

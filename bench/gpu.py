@@ -26,7 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 MIN_COSINE = 0.999
 SERVED = "torch, as served (documents fp16 on CUDA, queries fp32 replaying CUDA graphs)"
 EAGER_QUERIES = "torch, as served but queries run eagerly (no CUDA graphs)"
-# What the torch engine ran before it tokenized with the Rust tokenizer itself (`TorchEncoder.direct`).
 SENTENCE_TRANSFORMERS = "torch through sentence-transformers encode() (documents fp16 on CUDA)"
 log = logging.getLogger("bench.gpu")
 

@@ -42,11 +42,7 @@ class TowerHead(nn.Module):
 
 
 class DualTowerWithFC(nn.Module):
-    """Query tower = backbone + query head; document tower = backbone + document head.
-
-    Services use only `encode_queries` (query service) and `encode_documents` (ingestion);
-    training uses `embed_backbone` / `backbone_forward` and the two heads.
-    """
+    """Query tower = backbone + query head; document tower = backbone + document head."""
 
     def __init__(
         self,

@@ -3,14 +3,12 @@
 Layout of a weights root (the shared volume the services read):
 
     root/
-      LATEST                 the newest published version (information only: what is *served* is
-                             the serving pointer in the index, see twotower.index.serving)
+      LATEST                 the newest published version (what is served: twotower.index.serving)
       <version>/config.json  architecture, version, training metadata
       <version>/model.safetensors
       <version>/onnx/...     the towers exported for ONNX Runtime (when exported)
 
-A service looks a version up in a search path of such roots: the weights volume first, then any
-model directory baked into its image (the untrained base model).
+A service looks a version up in such roots: the weights volume, then its image's base model.
 """
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
-"""Publishing a model version, and exporting its two towers to ONNX (needs PyTorch and `onnx`;
-serving then needs neither).
+"""Publishing a model version and exporting its towers to ONNX (needs PyTorch and `onnx`; serving doesn't).
 
     python -m twotower.engine.export --weights-dir weights [--version V]   export a published version
     python -m twotower.engine.export --base --out DIR                      publish the untrained base

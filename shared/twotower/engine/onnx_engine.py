@@ -55,9 +55,8 @@ def providers_for(device: str | None) -> list[Any]:
 
 
 class OnnxEncoder:
-    """One version's towers in ONNX Runtime. Thread-safe: sessions and the (never reconfigured)
-    tokenizer are shared by every thread; each tower's session is created once, on first use unless
-    preloaded (a query service never loads the document graph, and ingestion never the query one)."""
+    """One version's towers in ONNX Runtime; thread-safe. Each tower's session is made once, on first
+    use unless preloaded (a query service never loads the document graph, ingestion the query one)."""
 
     engine: Engine = "onnx"
 

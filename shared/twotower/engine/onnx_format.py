@@ -1,15 +1,12 @@
 """The ONNX export's files: what `twotower.engine.export` writes and `onnx_engine` reads.
 
-Needs nothing but the standard library, so both the exporter (PyTorch) and the runtime (ONNX
-Runtime) import it. A version's export lives in `<version>/onnx/`:
+Standard library only, so that both import it. A version's export lives in `<version>/onnx/`:
 
-    manifest.json      format, the version exported from, dim, max_seq_length, pad id, and the
-                       sha256 of every file below (checked when a file is loaded)
+    manifest.json      format, version, dim, max_seq_length, pad id, each file's sha256
     tokenizer.json     the backbone's tokenizer
     query.onnx         input_ids, attention_mask, token_type_ids -> embedding (unit length):
     document.onnx      backbone, mean pooling, normalize, the tower's head, normalize
-    *.int8.onnx        the same graphs with most weight MatMuls int8 (dynamic quantization,
-                       `INT8_RECIPE`), written unless the export is asked not to
+    *.int8.onnx        the same graphs with most weight MatMuls int8 (`INT8_RECIPE`)
 """
 
 from __future__ import annotations

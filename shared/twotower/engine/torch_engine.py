@@ -121,9 +121,7 @@ class TorchEncoder:
         return sorted(self._captured)
 
     def _forward(self, head: TowerHead, half: bool) -> Forward:
-        """One tower on tokenized, padded inputs already on the device: what
-        `DualTowerWithFC.encode_*` computes from the backbone's transformer on (mean pooling over
-        the attention mask, normalize, the head)."""
+        """One tower on padded inputs on the device, as `DualTowerWithFC.encode_*` computes it."""
         transformer = cast(torch.nn.Module, self.model.backbone[0].auto_model)
 
         def forward(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -193,9 +191,8 @@ def graph_shape(batch: int, tokens: int) -> tuple[int, int] | None:
 
 
 class CapturedTower:
-    """A tower's forward pass captured as a CUDA graph for one input shape: a replay launches the
-    whole pass at once. Inputs are copied into the tensors it was captured on, and the output is
-    read from the one it wrote; callers hold the encoder's lock, so one replay runs at a time."""
+    """A tower's forward pass captured as a CUDA graph for one input shape, replayed on copied-in
+    inputs; callers hold the encoder's lock, so one replay runs at a time."""
 
     def __init__(self, forward: Forward, example: dict[str, np.ndarray], device: str) -> None:
         self.inputs = {name: torch.from_numpy(a).to(device) for name, a in example.items()}

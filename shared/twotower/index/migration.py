@@ -1,12 +1,9 @@
 """Writes that follow the serving pointer, and the rollout of a new version while they go on.
 
-`IndexWriter` is how ingestion writes: every acknowledged write reaches the served version's
-collection and, while a migration runs, the target's too (with the target's document tower), with
-an intent recorded first. `Rollout` moves the pointer: start (target collection and intents made,
-pointer to `migrating`), backfill (the served collection's documents copied with the target's
-tower, never overwriting: `add`), finalize (pointer to `finalizing`, pending intents waited for,
-every id with an intent reconciled from the served collection, pointer to `serving` the target),
-abort, and cleanup of collections no longer served.
+`IndexWriter` is how ingestion writes: to the served version's collection and, while a migration
+runs, to the target's too, with an intent recorded first. `Rollout` moves the pointer through
+start, backfill (copies that never overwrite), finalize (pending intents waited for, every id with
+an intent reconciled from the served collection), abort, and cleanup of unserved collections.
 
 Why it is correct, in short: a write either finished on A before the migration began (the backfill,
 which starts after, copies it), or re-reads the pointer after writing A and brings B along; a write

@@ -73,8 +73,7 @@ class CollectionMissing(Exception):  # noqa: N818
 
 
 class PartialWrite(StoreUnavailable):
-    """Chroma failed part-way through a multi-chunk write: `stored` lists the ids that it did
-    confirm (they are stored); the others may or may not be."""
+    """A multi-chunk write failed part-way: `stored` lists the ids confirmed stored; others may be."""
 
     def __init__(self, message: str, stored: list[str]) -> None:
         super().__init__(message)
@@ -211,8 +210,7 @@ class ChromaStore:
 
     # -- collections -----------------------------------------------------------------------
     def collection(self, name: str, *, create: bool = False, metadata: Metadata | None = None) -> Collection:
-        """The collection `<prefix>-<name>` (its handle is cached: one round trip per later call).
-        With `create`, made if missing, in cosine space, with `metadata`."""
+        """The collection `<prefix>-<name>` (handle cached); with `create`, made if missing (cosine)."""
         full = self.collection_name(name)
         handle = self._handles.get(full)
         if handle is not None:

@@ -25,8 +25,7 @@ MAX_METADATA_KEY_CHARS = 128
 MAX_METADATA_VALUE_CHARS = 4_096
 # Keys and string values of one document's metadata together.
 MAX_METADATA_TOTAL_CHARS = 16_384
-# A hard ceiling the schema enforces whatever INGEST_MAX_DOCUMENTS_PER_REQUEST says, so that a
-# huge body is refused early.
+# The schema's hard ceiling, whatever INGEST_MAX_DOCUMENTS_PER_REQUEST says: a huge body fails early.
 MAX_DOCUMENTS_CEILING = 10_000
 # Chroma stores integers as int64; a larger one would come back as a float (or be refused).
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -48,8 +47,7 @@ ID_CHARSET = (
 )
 _PRINTABLE_CATEGORIES = frozenset("LMNPS")
 
-# Metadata keys the store owns ("_title"), Chroma reserves ("chroma:document"), or Chroma reads as
-# an operator ("$and") or a special field ("#document").
+# Keys the store owns ("_title"), Chroma reserves ("chroma:…") or reads as operators ("$and", "#document").
 RESERVED_METADATA_PREFIXES = ("_", "chroma:", "$", "#")
 
 

@@ -67,13 +67,6 @@ def _texts(corpus: str, n_docs: int, n_queries: int) -> tuple[list[str], list[st
     return abstracts[: n_docs or None], queries[:n_queries]
 
 
-def _synchronize(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def _ingest(encoder: Any, docs: list[str], request_size: int) -> tuple[float, np.ndarray]:
     """Seconds to encode `docs` in requests of `request_size`, as ingestion does, and the vectors."""
     started = time.perf_counter()
@@ -90,15 +83,16 @@ def _measure(
 
     cuda = device.startswith("cuda")
     # A first pass, timed apart: a new batch shape costs kernel choices and allocations once.
-    _synchronize(device)
+    if cuda:
+        torch.cuda.synchronize()
     first_seconds, _ = _ingest(encoder, docs, request_size)
     first_queries = []  # the first query of each shape captures its CUDA graph
     for q in queries:
         t0 = time.perf_counter()
         encoder.encode_queries([q])
         first_queries.append((time.perf_counter() - t0) * 1000)
-    _synchronize(device)
     if cuda:
+        torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     seconds, vectors = _ingest(encoder, docs, request_size)
     latencies, query_vectors = [], []

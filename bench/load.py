@@ -77,11 +77,9 @@ def concurrent_clients(
     connect: Callable[[], C],
     send: Callable[[C, str], float | None],
 ) -> tuple[list[float], list[float], int, float]:
-    """`concurrency` clients (threads), client i sending every concurrency-th query back to back on
-    its own connection. `connect` opens that connection and makes one untimed request, so the
-    clock starts with every client connected; `send` makes one request and returns the server's own
-    time for it (NaN when it reports none), or None for an error. Returns the client-side latencies
-    (ms), the server times, the errors, and the seconds from the start until the last answer."""
+    """`concurrency` threads, client i sending every concurrency-th query back to back. `connect` opens
+    a connection and makes one untimed request; `send` returns the server's time (NaN: none), or None
+    for an error. Returns client latencies (ms), server times, errors, and seconds to the last answer."""
     latencies: list[list[float]] = [[] for _ in range(concurrency)]
     server: list[list[float]] = [[] for _ in range(concurrency)]
     errors = [0] * concurrency
@@ -115,9 +113,8 @@ def concurrent_clients(
 
 @dataclass
 class Searches:
-    """/search from `concurrency` clients (threads, each with its own httpx connection) sending back
-    to back; latency per request as the client sees it, the server's own `took_ms`, throughput over
-    the time the slices took. A refused search counts as an error, not as a latency."""
+    """/search from `concurrency` clients sending back to back: client latency, the server's `took_ms`
+    and throughput, summed over slices. A refused search counts as an error, not as a latency."""
 
     concurrency: int
     k: int

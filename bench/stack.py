@@ -95,7 +95,6 @@ class Process:
 
 @dataclass
 class Stack:
-    engine: str
     chroma: Process
     ingest: Process
     query: Process
@@ -205,7 +204,7 @@ def running_stack(
             services[name] = stack.enter_context(_process(name, argv, env, url, work_dir / f"{name}.log"))
         _wait(services["ingest"], "/readyz")
         _wait(services["query"], "/healthz")
-        yield Stack(engine, chroma, services["ingest"], services["query"], chroma_port, prefix)
+        yield Stack(chroma, services["ingest"], services["query"], chroma_port, prefix)
 
 
 def served_weights(weights_dir: Path, scratch: Path) -> tuple[Path, str]:

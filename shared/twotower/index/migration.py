@@ -60,9 +60,8 @@ class RolloutInProgress(StoreUnavailable):
 def passage_config_of(
     store: ChromaStore, version: str, default: PassageConfig, *, for_reading: bool = False
 ) -> PassageConfig:
-    """The passage sizes a collection was built with (so every writer splits alike); `default` for
-    a collection not made yet. `for_reading`: also `default` while Chroma cannot be asked (reading
-    needs no passage sizes, and a service must start while Chroma is down)."""
+    """The passage sizes a collection was built with (every writer splits alike); `default` for one not
+    made yet or, `for_reading`, while Chroma is down (a service must start then)."""
     try:
         meta = store.collection(version).metadata or {}
     except CollectionMissing:
@@ -208,7 +207,7 @@ class Rollout(_Versions):
         intents.drop()
         DocumentIndex(self.store, target, encoder, config).create()
         intents.create()
-        started = pointer.next(state="migrating", target=target, started=_now())
+        started = pointer.next(state="migrating", target=target, started=time.time())
         self.pointer.write(started)
         log.info("migrating %s -> %s (epoch %d)", source, target, started.epoch)
         return started
@@ -249,7 +248,7 @@ class Rollout(_Versions):
             self.pointer.write(pointer)
         intents = Intents(self.store, pointer.target)
         while True:
-            now = _now()
+            now = time.time()
             live = [i for i in intents.pending() if now - i.at < self.intent_timeout_s]
             if not live:
                 break
@@ -344,9 +343,5 @@ class Rollout(_Versions):
         now = self.pointer.read()
         if now is None or now.epoch != started.epoch:
             raise RolloutError(f"the migration to {started.target} was aborted or moved on meanwhile ({now})")
-        progress.at = _now()
+        progress.at = time.time()
         self.pointer.save_progress(progress)
-
-
-def _now() -> float:
-    return time.time()

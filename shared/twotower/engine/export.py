@@ -106,8 +106,7 @@ def _quantize(source: Path, target: Path) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    # Weights int8 per output channel, activations quantized on the fly; only the MatMuls with a
-    # weight, less those kept_fp32 (attention's products, norms, softmax stay fp32).
+    # Weights int8 per output channel, activations on the fly: weight MatMuls only, less kept_fp32.
     graph = onnx.load(str(source)).graph
     weights = {init.name for init in graph.initializer}
     excluded = [

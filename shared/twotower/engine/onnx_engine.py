@@ -81,18 +81,14 @@ class OnnxEncoder:
         self.device = "cuda" if self.providers[0] != "CPUExecutionProvider" else "cpu"
         self.variant = self._servable(variant)
         self.backend = self._runnable(backend)
-        # OpenVINO keeps kernels and buffers for every input shape it has run: rounding a chunk's
-        # width up to a multiple of 16 bounds its memory. ONNX Runtime's stays flat unrounded.
+        # OpenVINO keeps kernels and buffers per input shape: widths rounded up to 16s bound its memory.
         self._width_step = 16 if self.backend == "openvino" else 1
-        # Chunks of texts sorted by length (little padding): small on CPU (activations stay in
-        # cache), big on a GPU (they fill the chip).
+        # Length-sorted chunks: small on CPU (activations stay in cache), big on a GPU (fill the chip).
         self.batch_size = batch_size or (256 if self.device == "cuda" else 4)
         if self.variant == "int8":
-            # Dynamic quantization scales activations by the whole batch's range: one text per run
-            # keeps each vector a function of its text alone.
+            # int8 scales activations by the batch's range: one text a run keeps vectors batch-free.
             self.batch_size = 1
-        # On CPU the query tower spreads each run over all threads (latency); the document tower
-        # runs `threads` single-threaded chunks side by side (throughput, no intra-op sync).
+        # On CPU queries spread over all threads (latency); documents run as parallel 1-thread chunks.
         self._parallel_chunks = self.device == "cpu" and self.threads > 1
         self._pool: ThreadPoolExecutor | None = None
         self._pad_id = int(self._manifest.get("pad_token_id", 0))
@@ -236,9 +232,8 @@ class OnnxEncoder:
             if tower == "document" and self._parallel_chunks and len(chunks) > 1:
                 results = list(self._chunk_pool().map(run, feeds))  # ONNX Runtime releases the GIL
             else:
-                # One such run at a time per encoder: each already spreads over the session's
-                # threads (workers × threads ≈ cores), and concurrent runs would oversubscribe the
-                # cores, starving the event loop that answers /healthz.
+                # One run at a time: each spreads over workers × threads ≈ cores, and more at once
+                # would oversubscribe them, starving the event loop that answers /healthz.
                 with self._runs:
                     results = [run(feed) for feed in feeds]
         for chunk, vectors in zip(chunks, results, strict=True):

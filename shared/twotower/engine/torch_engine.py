@@ -47,22 +47,19 @@ class TorchEncoder:
         self.max_seq_length = model.config.max_seq_length
         self.device = model.device_name
         gpu = self.device.startswith("cuda")
-        # On a GPU the documents' backbone runs in fp16 autocast (`make bench-gpu` checks cosine
-        # >= 0.999 to fp32 CPU vectors) in batches that fill the chip. Queries stay fp32: one short
-        # text is launch-bound, and autocast's weight casts cost more than fp16 saves.
+        # On a GPU documents run in fp16 autocast (`make bench-gpu` checks the cosine to fp32); queries
+        # stay fp32: one short text is launch-bound, and autocast's casts cost more than fp16 saves.
         self.half = gpu
         self.batch_size = 256 if gpu else 64
-        # `direct` (the default on a GPU): the Rust tokenizer (parallel, GIL released) feeding the
-        # tower here, instead of sentence-transformers' `encode`, whose tokenizing dominates there.
+        # `direct` (default on a GPU): the Rust tokenizer feeds the tower here; ST's tokenizing is slow.
         self.direct = (gpu if direct is None else direct) and unsupported_backbone(model) is None
         if self.direct:
             self._encoding = offsets_tokenizer(model)  # a copy of its own, configured once here
             self._encoding.enable_truncation(self.max_seq_length)
             self._pad_id = int(model.backbone.tokenizer.pad_token_id or 0)
             self._inputs = [n for n in INPUTS if n in model.backbone.tokenizer.model_input_names]
-        # `graphs`: on a GPU and the direct path, queries replay CUDA graphs of the query tower
-        # (one per shape, captured on first use): a short query is bound by launching kernels one
-        # by one from Python. A capture that fails turns them off (logged).
+        # `graphs`: queries replay CUDA graphs (captured per shape on first use), as a short query is
+        # bound by launching kernels from Python. A capture that fails turns them off (logged).
         self.graphs = self.direct and gpu and (graphs is None or graphs)
         self._captured: dict[tuple[int, int], CapturedTower] = {}
         # Hugging Face fast tokenizers are not thread-safe ("Already borrowed"): one encode at a time.

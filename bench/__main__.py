@@ -101,12 +101,10 @@ def measure(
         for client in clients.values():
             client.close()
     for n in names:
-        served = httpx.post(f"{stacks[n].query.url}/search", json={"query": queries[0], "k": 1}, timeout=60)
-        served.raise_for_status()
-        if served.json()["model_version"] != version:
-            raise RuntimeError(
-                f"{n}: the query service serves {served.json()['model_version']}, not {version}"
-            )
+        answer = httpx.post(f"{stacks[n].query.url}/search", json={"query": queries[0], "k": 1}, timeout=60)
+        answer.raise_for_status()
+        if (served := answer.json()["model_version"]) != version:
+            raise RuntimeError(f"{n}: the query service serves {served}, not {version}")
         Searches(1, args.k).run(stacks[n].query.url, queries[:10])  # warm-up, not kept
     slice_1, slice_n = 20, 10 * args.concurrency
     threads = floor_threads(args.query_workers)

@@ -138,8 +138,7 @@ def where_problem(where: object) -> str | None:
     Each object has exactly one key; fields follow the metadata key rules; at most MAX_WHERE_DEPTH
     levels of $and/$or, MAX_WHERE_CONDITIONS conditions, MAX_WHERE_LIST values per list.
     """
-    conditions = [0]
-    return _where(where, "where", 1, conditions)
+    return _where(where, "where", 1, conditions=[0])
 
 
 def _where(node: object, at: str, depth: int, conditions: list[int]) -> str | None:

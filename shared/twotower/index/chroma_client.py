@@ -35,7 +35,6 @@ class TimedClient(Client):
         settings = self._system.settings
         server = self._server
         if isinstance(settings, TimedSettings) and isinstance(server, FastAPI):
-            # read/write/pool: the most one network wait may take; connect: reaching the server.
             server._session.timeout = httpx.Timeout(
                 settings.twotower_timeout_s, connect=settings.twotower_connect_timeout_s
             )

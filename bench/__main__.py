@@ -54,11 +54,7 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--corpus", default=str(DEFAULT_CORPUS), help="BEIR folder (documents and queries)")
     p.add_argument(
-        "--weights-dir",
-        type=Path,
-        default=ROOT / "weights",
-        help="serves its LATEST version; "
-        "when it has none, the base model is published into a temporary directory",
+        "--weights-dir", type=Path, default=ROOT / "weights", help="its LATEST, else a temporary base model"
     )
     p.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated, of: {', '.join(CONFIGS)}")
     p.add_argument("--docs", type=int, default=256, help="documents to ingest")

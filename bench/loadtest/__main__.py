@@ -230,15 +230,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--users", type=int, default=16, help="concurrent search clients (default 16)")
     p.add_argument("--duration", type=int, default=60, help="seconds of search load (default 60)")
     p.add_argument("--warmup", type=int, default=30, help="seconds of search load before the RSS baseline")
-    p.add_argument(
-        "--docs", type=int, default=1000, help="documents the loader posts meanwhile (default 1000)"
-    )
+    p.add_argument("--docs", type=int, default=1000, help="documents the loader posts (default 1000)")
     p.add_argument("--batch-size", type=int, default=64, help="loader documents per POST (its default)")
+    p.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="BEIR folder: documents and queries")
     p.add_argument(
-        "--corpus", type=Path, default=DEFAULT_CORPUS, help="BEIR folder: the documents and the queries"
-    )
-    p.add_argument(
-        "--weights-dir", type=Path, default=ROOT / "weights", help="as make run (published versions)"
+        "--weights-dir", type=Path, default=ROOT / "weights", help="published versions, as make run"
     )
     p.add_argument("--json", type=Path, default=ROOT / "docs" / "loadtest.json")
     p.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks.md")

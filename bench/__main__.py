@@ -89,9 +89,7 @@ def measure(
     try:
         for n in names:  # not timed: collection creation, first forward pass
             clients[n].post("/documents", json={"documents": work.documents[:8]}).raise_for_status()
-        in_turns(
-            names, work.documents, args.batch_size, lambda n, batch: ingestion[n].post(clients[n], batch)
-        )
+        in_turns(names, work.documents, args.batch_size, lambda n, docs: ingestion[n].post(clients[n], docs))
         log.info("ingest: %s", {n: ingestion[n].summary()["docs_per_s"] for n in names})
     finally:
         for client in clients.values():

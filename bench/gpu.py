@@ -42,15 +42,11 @@ def gpu_available() -> str | None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.gpu", description=__doc__)
     p.add_argument("--corpus", default=str(DEFAULT_CORPUS), help="BEIR folder")
-    p.add_argument(
-        "--weights-dir", type=Path, default=ROOT / "weights", help="its LATEST; else the base model"
-    )
+    p.add_argument("--weights-dir", type=Path, default=ROOT / "weights", help="its LATEST, else the base")
     p.add_argument("--docs", type=int, default=0, help="abstracts to encode (0 = the whole corpus)")
     p.add_argument("--request-size", type=int, default=1000, help="documents per encode call (one POST)")
     p.add_argument("--queries", type=int, default=200)
-    p.add_argument(
-        "--reference", type=int, default=512, help="texts re-encoded on CPU in fp32 for the cosine check"
-    )
+    p.add_argument("--reference", type=int, default=512, help="texts encoded in fp32 on CPU to compare")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-gpu.json")
     # The whole script on the CPU: how the test suite checks the code only a GPU runs for real.
     p.add_argument("--device", default="cuda", help=argparse.SUPPRESS)

@@ -278,9 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--base", action="store_true", help="publish the untrained base model with ONNX")
     parser.add_argument("--base-model", default=PACKAGED_BASE_MODEL)
     parser.add_argument("--out", type=Path, help="with --base: the weights directory to publish into")
-    int8_help = (
-        "also write the int8 graphs the services run by default, or add them to an export (default: yes)"
-    )
+    int8_help = "write the int8 graphs the services run by default, or add them to an export (default: yes)"
     parser.add_argument("--int8", action=argparse.BooleanOptionalAction, default=True, help=int8_help)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

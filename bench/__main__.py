@@ -1,12 +1,10 @@
 """`python -m bench` (`make bench`): the serving speed of both engines, measured in one run.
 
-For each configuration (torch; onnx as the services default to, int8 query tower; onnx fp32; onnx
-fp32 with micro-batching) it starts its own Chroma server and the two services under gunicorn
-(as production runs them) on free ports. Then, the
-configurations taking turns slice by slice (so that whatever else runs on the machine weighs on all
-alike), it measures ingestion through `POST /documents`, `/search` at concurrency 1 and 8, and the
-in-process floor (encode one query + one Chroma query); and each process's peak memory. Writes JSON
-and its own section of docs/benchmarks.md.
+Each configuration (`CONFIGS`) gets its own Chroma server and the two services under gunicorn on
+free ports. Taking turns slice by slice (so that other load on the machine weighs on all alike),
+they measure ingestion through `POST /documents`, `/search` at concurrency 1 and 8, the in-process
+floor (encode one query + one Chroma query), and each process's peak memory. Writes JSON and its
+own section of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ from typing import Any, cast
 import httpx
 
 from bench.floor import Backend, Floor, Variant, floor_threads
-from bench.load import Ingestion, Searches, rotations
+from bench.load import Ingestion, Searches, in_turns
 from bench.report import ratios, update_doc
 from bench.stack import Stack, running_stack, served_weights
 from bench.workload import DEFAULT_CORPUS, Workload, load_workload
@@ -35,8 +33,7 @@ from twotower.engine import Engine
 log = logging.getLogger("bench")
 ROOT = Path(__file__).resolve().parents[1]
 
-# The query service's defaults for the onnx engine, set explicitly on every stack so that the
-# in-process floor runs the query tower the service runs.
+# The query service's onnx defaults, set on every stack so the floor runs the tower it runs.
 QUERY_ONNX_DEFAULTS = {"QUERY_ONNX_VARIANT": "int8", "QUERY_ONNX_BACKEND": "onnxruntime"}
 # name -> (engine, extra service settings); "onnx" is the services' defaults (int8 graphs).
 CONFIGS: dict[str, tuple[Engine, dict[str, str]]] = {
@@ -57,11 +54,7 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--corpus", default=str(DEFAULT_CORPUS), help="BEIR folder (documents and queries)")
     p.add_argument(
-        "--weights-dir",
-        type=Path,
-        default=ROOT / "weights",
-        help="serves its LATEST version; "
-        "when it has none, the base model is published into a temporary directory",
+        "--weights-dir", type=Path, default=ROOT / "weights", help="its LATEST, else a temporary base model"
     )
     p.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated, of: {', '.join(CONFIGS)}")
     p.add_argument("--docs", type=int, default=256, help="documents to ingest")
@@ -84,8 +77,7 @@ def load_average() -> list[float]:
 def measure(
     args: argparse.Namespace, stacks: dict[str, Stack], weights: Path, version: str, work: Workload
 ) -> dict[str, Any]:
-    """Every configuration takes turns, slice by slice, through each phase: background load on the
-    machine then weighs on all of them alike, so the ratios hold even on a busy machine."""
+    """Every configuration takes turns, slice by slice, through each phase (`in_turns`)."""
     names = list(stacks)
     queries = work.queries[: args.queries]
     concurrent = work.queries
@@ -97,23 +89,16 @@ def measure(
     try:
         for n in names:  # not timed: collection creation, first forward pass
             clients[n].post("/documents", json={"documents": work.documents[:8]}).raise_for_status()
-        batches = [
-            work.documents[i : i + args.batch_size] for i in range(0, len(work.documents), args.batch_size)
-        ]
-        for r, order in rotations(names, len(batches)):
-            for n in order:
-                ingestion[n].post(clients[n], batches[r])
+        in_turns(names, work.documents, args.batch_size, lambda n, docs: ingestion[n].post(clients[n], docs))
         log.info("ingest: %s", {n: ingestion[n].summary()["docs_per_s"] for n in names})
     finally:
         for client in clients.values():
             client.close()
     for n in names:
-        served = httpx.post(f"{stacks[n].query.url}/search", json={"query": queries[0], "k": 1}, timeout=60)
-        served.raise_for_status()
-        if served.json()["model_version"] != version:
-            raise RuntimeError(
-                f"{n}: the query service serves {served.json()['model_version']}, not {version}"
-            )
+        answer = httpx.post(f"{stacks[n].query.url}/search", json={"query": queries[0], "k": 1}, timeout=60)
+        answer.raise_for_status()
+        if (served := answer.json()["model_version"]) != version:
+            raise RuntimeError(f"{n}: the query service serves {served}, not {version}")
         Searches(1, args.k).run(stacks[n].query.url, queries[:10])  # warm-up, not kept
     slice_1, slice_n = 20, 10 * args.concurrency
     threads = floor_threads(args.query_workers)
@@ -123,44 +108,31 @@ def measure(
         settings = {**QUERY_ONNX_DEFAULTS, **extra}
         variant = cast(Variant, settings["QUERY_ONNX_VARIANT"])
         backend = cast(Backend, settings["QUERY_ONNX_BACKEND"])
+        stack = stacks[n]
         floors[n] = Floor(
-            engine,
-            weights,
-            version,
-            stacks[n].chroma_port,
-            stacks[n].prefix,
-            args.k,
-            threads,
-            variant,
-            backend,
+            engine, weights, version, stack.chroma_port, stack.prefix, args.k, threads, variant, backend
         )
         floors[n].run(queries[:10], record=False)
-    # CPU seconds the query service and Chroma spend on the c=1 searches: what bounds throughput
-    # once the machine's cores are all busy.
+    # CPU seconds the query service and Chroma spend on the c=1 searches (bounds throughput).
     cpu = {n: [0.0, 0.0] for n in names}
     try:
-        # Each slice through HTTP is followed at once by the same slice in-process, so the ratio
-        # of the two compares measurements taken under the same load.
-        for r, order in rotations(names, -(-len(queries) // slice_1)):
-            for n in order:
-                part = queries[r * slice_1 : (r + 1) * slice_1]
-                before = stacks[n].query.cpu_seconds(), stacks[n].chroma.cpu_seconds()
-                c1[n].run(stacks[n].query.url, part)
-                cpu[n][0] += stacks[n].query.cpu_seconds() - before[0]
-                cpu[n][1] += stacks[n].chroma.cpu_seconds() - before[1]
-                floors[n].run(part)
+        # Each slice through HTTP, then at once in-process: their ratio compares like with like.
+        def search_and_floor(n: str, part: list[str]) -> None:
+            before = stacks[n].query.cpu_seconds(), stacks[n].chroma.cpu_seconds()
+            c1[n].run(stacks[n].query.url, part)
+            cpu[n][0] += stacks[n].query.cpu_seconds() - before[0]
+            cpu[n][1] += stacks[n].chroma.cpu_seconds() - before[1]
+            floors[n].run(part)
+
+        in_turns(names, queries, slice_1, search_and_floor)
     finally:
         for f in floors.values():
             f.close()
     log.info("search c=1 p50: %s", {n: c1[n].summary()["client"]["p50_ms"] for n in names})
     # What hybrid ranking (BM25 over the candidates, fused) adds to a search, engine by engine.
-    for r, order in rotations(names, -(-len(queries) // slice_1)):
-        for n in order:
-            hybrid[n].run(stacks[n].query.url, queries[r * slice_1 : (r + 1) * slice_1])
+    in_turns(names, queries, slice_1, lambda n, part: hybrid[n].run(stacks[n].query.url, part))
     log.info("hybrid search c=1 p50: %s", {n: hybrid[n].summary()["client"]["p50_ms"] for n in names})
-    for r, order in rotations(names, -(-len(concurrent) // slice_n)):
-        for n in order:
-            cn[n].run(stacks[n].query.url, concurrent[r * slice_n : (r + 1) * slice_n])
+    in_turns(names, concurrent, slice_n, lambda n, part: cn[n].run(stacks[n].query.url, part))
     log.info("search c=%d q/s: %s", args.concurrency, {n: cn[n].summary()["queries_per_s"] for n in names})
 
     results: dict[str, Any] = {}

@@ -7,19 +7,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from bench.load import percentiles
 from twotower.engine import Engine, available_cpus, open_encoder
+from twotower.engine.onnx_engine import Backend
+from twotower.engine.onnx_format import Variant
 from twotower.index.store import ChromaStore
-
-Variant = Literal["fp32", "int8"]
-Backend = Literal["onnxruntime", "openvino"]
 
 
 def floor_threads(query_workers: int) -> int:
-    """One query worker's intra-op threads, as the service computes them for itself
-    (ServiceSettings.encoder_threads, threads unset): the CPUs shared among its workers."""
+    """One query worker's intra-op threads as the service computes them: the CPUs over its workers."""
     return max(1, available_cpus() // query_workers)
 
 

@@ -1,13 +1,10 @@
 """`python -m bench.gpu` (`make bench-gpu`): the towers on a GPU, through the code ingestion runs.
 
-Reports SciFact abstracts/s through `Encoder.encode_documents` (what ingestion calls, with requests
-of `--request-size` documents), single-query latency through `encode_queries`, and the cosine of
-every GPU vector to the fp32 CPU vector of the same text (must be >= 0.999). Engines: torch on
-CUDA as the services run it there (Rust tokenizer, documents in fp16 autocast in batches of 256,
-queries in fp32 through CUDA graphs) and, for comparison, the same with queries run eagerly, the
-same in fp32 and the same through sentence-transformers' `encode()`; onnx on CUDA when this
-onnxruntime has the CUDA provider. Sized to finish within 5 minutes on one H100. Without a GPU it
-says so and exits 0 (the test suite runs it that way).
+Reports SciFact abstracts/s through `encode_documents` (in requests of `--request-size`), single
+query latency through `encode_queries`, and the cosine of every GPU vector to the fp32 CPU vector
+of the same text (must be >= 0.999). Engines: torch as served on CUDA and, for comparison, with
+queries run eagerly, in fp32, and through sentence-transformers' `encode()`; onnx when this
+onnxruntime has the CUDA provider. Without a GPU it says so and exits 0.
 """
 
 from __future__ import annotations
@@ -29,7 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 MIN_COSINE = 0.999
 SERVED = "torch, as served (documents fp16 on CUDA, queries fp32 replaying CUDA graphs)"
 EAGER_QUERIES = "torch, as served but queries run eagerly (no CUDA graphs)"
-# What the torch engine ran before it tokenized with the Rust tokenizer itself (`TorchEncoder.direct`).
 SENTENCE_TRANSFORMERS = "torch through sentence-transformers encode() (documents fp16 on CUDA)"
 log = logging.getLogger("bench.gpu")
 
@@ -46,18 +42,13 @@ def gpu_available() -> str | None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.gpu", description=__doc__)
     p.add_argument("--corpus", default=str(DEFAULT_CORPUS), help="BEIR folder")
-    p.add_argument(
-        "--weights-dir", type=Path, default=ROOT / "weights", help="its LATEST; else the base model"
-    )
+    p.add_argument("--weights-dir", type=Path, default=ROOT / "weights", help="its LATEST, else the base")
     p.add_argument("--docs", type=int, default=0, help="abstracts to encode (0 = the whole corpus)")
     p.add_argument("--request-size", type=int, default=1000, help="documents per encode call (one POST)")
     p.add_argument("--queries", type=int, default=200)
-    p.add_argument(
-        "--reference", type=int, default=512, help="texts re-encoded on CPU in fp32 for the cosine check"
-    )
+    p.add_argument("--reference", type=int, default=512, help="texts encoded in fp32 on CPU to compare")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-gpu.json")
-    # The whole script on the CPU with a few texts: how the test suite checks the code that only a
-    # GPU machine runs for real.
+    # The whole script on the CPU: how the test suite checks the code only a GPU runs for real.
     p.add_argument("--device", default="cuda", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -70,13 +61,6 @@ def _texts(corpus: str, n_docs: int, n_queries: int) -> tuple[list[str], list[st
     abstracts = [format_document(d.text, d.title) for d in docs.values()]
     queries = list(load_queries(corpus).values())
     return abstracts[: n_docs or None], queries[:n_queries]
-
-
-def _synchronize(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def _ingest(encoder: Any, docs: list[str], request_size: int) -> tuple[float, np.ndarray]:
@@ -94,17 +78,17 @@ def _measure(
     import torch
 
     cuda = device.startswith("cuda")
-    # A first pass over every text, timed apart: each new batch shape costs kernel choices and
-    # allocations the first time, and a service that has run for a while has seen them all.
-    _synchronize(device)
+    # A first pass, timed apart: a new batch shape costs kernel choices and allocations once.
+    if cuda:
+        torch.cuda.synchronize()
     first_seconds, _ = _ingest(encoder, docs, request_size)
     first_queries = []  # the first query of each shape captures its CUDA graph
     for q in queries:
         t0 = time.perf_counter()
         encoder.encode_queries([q])
         first_queries.append((time.perf_counter() - t0) * 1000)
-    _synchronize(device)
     if cuda:
+        torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     seconds, vectors = _ingest(encoder, docs, request_size)
     latencies, query_vectors = [], []

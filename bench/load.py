@@ -23,8 +23,7 @@ C = TypeVar("C", bound=Closeable)
 
 
 def percentiles(ms: list[float]) -> dict[str, float]:
-    """p50, p95, p99, mean and max of latencies in ms, to 0.01 ms; all NaN for none (a run where
-    nothing succeeded), so that a report shows the gap instead of failing."""
+    """p50, p95, p99, mean and max of latencies in ms, to 0.01 ms; all NaN for none (a visible gap)."""
     keys = ("p50_ms", "p95_ms", "p99_ms", "mean_ms", "max_ms")
     if not ms:
         return dict.fromkeys(keys, float("nan"))
@@ -59,11 +58,17 @@ class Ingestion:
 
 
 def rotations(items: list[T], rounds: int) -> Iterator[tuple[int, list[T]]]:
-    """Round r visits every item (a configuration, a system under test), starting one further along
-    each round: several stacks take turns, so background load weighs on all of them alike."""
+    """Round r visits every item, starting one further along each round: load weighs on all alike."""
     for r in range(rounds):
         shift = r % len(items)
         yield r, items[shift:] + items[:shift]
+
+
+def in_turns(names: list[str], items: list[T], size: int, run: Callable[[str, list[T]], None]) -> None:
+    """`items` in slices of `size`, each slice run by every name in turn (`rotations`)."""
+    for r, order in rotations(names, -(-len(items) // size)):
+        for n in order:
+            run(n, items[r * size : (r + 1) * size])
 
 
 def concurrent_clients(
@@ -72,11 +77,9 @@ def concurrent_clients(
     connect: Callable[[], C],
     send: Callable[[C, str], float | None],
 ) -> tuple[list[float], list[float], int, float]:
-    """`concurrency` clients (threads), client i sending every concurrency-th query back to back on
-    its own connection. `connect` opens that connection and makes one untimed request, so the
-    clock starts with every client connected; `send` makes one request and returns the server's own
-    time for it (NaN when it reports none), or None for an error. Returns the client-side latencies
-    (ms), the server times, the errors, and the seconds from the start until the last answer."""
+    """`concurrency` threads, client i sending every concurrency-th query back to back. `connect` opens
+    a connection and makes one untimed request; `send` returns the server's time (NaN: none), or None
+    for an error. Returns client latencies (ms), server times, errors, and seconds to the last answer."""
     latencies: list[list[float]] = [[] for _ in range(concurrency)]
     server: list[list[float]] = [[] for _ in range(concurrency)]
     errors = [0] * concurrency
@@ -110,9 +113,8 @@ def concurrent_clients(
 
 @dataclass
 class Searches:
-    """/search from `concurrency` clients (threads, each with its own httpx connection) sending back
-    to back; latency per request as the client sees it, the server's own `took_ms`, throughput over
-    the time the slices took. A refused search counts as an error, not as a latency."""
+    """/search from `concurrency` clients sending back to back: client latency, the server's `took_ms`
+    and throughput, summed over slices. A refused search counts as an error, not as a latency."""
 
     concurrency: int
     k: int

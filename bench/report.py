@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,43 +62,35 @@ def section(results: dict[str, Any], json_path: Path) -> str:
     configs = results["configs"]
     names = list(configs)
     concurrent = next(k for k in next(iter(configs.values()))["search"] if not k.startswith("c1"))
-    rows: list[tuple[str, list[str]]] = [
-        ("ingestion, docs/s", [f"{c['ingest']['docs_per_s']}" for c in configs.values()]),
-        ("`/search` c=1, p50 / p95 / p99 ms", [_lat(c["search"]["c1"]) for c in configs.values()]),
-        ("`/search` c=1, queries/s", [f"{c['search']['c1']['queries_per_s']}" for c in configs.values()]),
+    cells: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+        ("ingestion, docs/s", lambda c: f"{c['ingest']['docs_per_s']}"),
+        ("`/search` c=1, p50 / p95 / p99 ms", lambda c: _lat(c["search"]["c1"])),
+        ("`/search` c=1, queries/s", lambda c: f"{c['search']['c1']['queries_per_s']}"),
         (
             '`/search` c=1 `"mode": "hybrid"`, p50 / p95 / p99 ms',
-            [_lat(c["search"]["c1_hybrid"]) if "c1_hybrid" in c["search"] else "—" for c in configs.values()],
+            lambda c: _lat(c["search"]["c1_hybrid"]) if "c1_hybrid" in c["search"] else "—",
         ),
-        (
-            f"`/search` c={concurrent[1:]}, p50 / p95 / p99 ms",
-            [_lat(c["search"][concurrent]) for c in configs.values()],
-        ),
-        (
-            f"`/search` c={concurrent[1:]}, queries/s",
-            [f"{c['search'][concurrent]['queries_per_s']}" for c in configs.values()],
-        ),
-        ("errors (ingest + search)", [str(_errors(c)) for c in configs.values()]),
+        (f"`/search` c={concurrent[1:]}, p50 / p95 / p99 ms", lambda c: _lat(c["search"][concurrent])),
+        (f"`/search` c={concurrent[1:]}, queries/s", lambda c: f"{c['search'][concurrent]['queries_per_s']}"),
+        ("errors (ingest + search)", lambda c: str(_errors(c))),
         (
             "in-process floor p50 ms (encode + Chroma)",
-            [
-                f"{c['floor']['total']['p50_ms']} ({c['floor']['encode']['p50_ms']} + {c['floor']['chroma_query']['p50_ms']})"
-                for c in configs.values()
-            ],
+            lambda c: (
+                f"{c['floor']['total']['p50_ms']} ({c['floor']['encode']['p50_ms']} + "
+                f"{c['floor']['chroma_query']['p50_ms']})"
+            ),
         ),
-        ("HTTP p50 / floor p50", [f"{c['http_p50_over_floor']}×" for c in configs.values()]),
+        ("HTTP p50 / floor p50", lambda c: f"{c['http_p50_over_floor']}×"),
         (
             "ms over the floor (c=1 p50s): in the search (`took_ms` − floor) + around it (HTTP − `took_ms`)",
-            [_over_floor(c) for c in configs.values()],
+            _over_floor,
         ),
-        (
-            "CPU ms per search (c=1): query service + Chroma",
-            [_cpu(c) for c in configs.values()],
-        ),
-        ("peak RSS query, MiB", [_rss(c["peak_rss_mb"]["query"]) for c in configs.values()]),
-        ("peak RSS ingest, MiB", [_rss(c["peak_rss_mb"]["ingest"]) for c in configs.values()]),
-        ("peak RSS Chroma, MiB", [_rss(c["peak_rss_mb"]["chroma"]) for c in configs.values()]),
+        ("CPU ms per search (c=1): query service + Chroma", _cpu),
+        ("peak RSS query, MiB", lambda c: _rss(c["peak_rss_mb"]["query"])),
+        ("peak RSS ingest, MiB", lambda c: _rss(c["peak_rss_mb"]["ingest"])),
+        ("peak RSS Chroma, MiB", lambda c: _rss(c["peak_rss_mb"]["chroma"])),
     ]
+    rows = [(label, [cell(c) for c in configs.values()]) for label, cell in cells]
     w = results["workload"]
     s = results["services"]
     lines = [
@@ -139,8 +132,7 @@ def section(results: dict[str, Any], json_path: Path) -> str:
 
 
 def _over_floor(config: dict[str, Any]) -> str:
-    """What serving adds to the floor, in ms, split at the service's own `took_ms`: the search's work
-    beyond the floor's (more candidates, grouping, ranking), then HTTP, the framework and the client."""
+    """What serving adds to the floor, in ms, split at `took_ms`: in the search, then around it."""
     floor = config["floor"]["total"]["p50_ms"]
     c1 = config["search"]["c1"]
     took, http = c1["server_took"]["p50_ms"], c1["client"]["p50_ms"]
@@ -170,8 +162,7 @@ def update_doc(doc: Path, results: dict[str, Any], json_path: Path) -> None:
 
 
 def replace_section(doc: Path, begin: str, end: str, new: str) -> None:
-    """Put `new` (which starts with `begin` and ends with `end`) in place of the section between
-    those markers in `doc`, or append it; every other line of `doc` is kept."""
+    """Put `new` in place of `doc`'s section between `begin` and `end`, or append it; keep the rest."""
     text = doc.read_text() if doc.exists() else "# Benchmarks\n"
     if begin in text and end in text:
         head, rest = text.split(begin, 1)

@@ -1,8 +1,6 @@
 """The stack a benchmark measures: its own Chroma server and the two services, each started by the
-command docker-compose.yml runs (`chroma run` on deploy/chroma/config.yaml; gunicorn on the
-service's gunicorn config and app factory), on free ports, with settings passed as QUERY_* /
-INGEST_* environment variables. Benchmarks reach the services over HTTP only; they import none of
-their modules, so what they measure is what a client of the product gets."""
+command docker-compose.yml runs, on free ports, configured by QUERY_* / INGEST_* variables.
+Benchmarks reach the services over HTTP only, so they measure what a client of the product gets."""
 
 from __future__ import annotations
 
@@ -30,8 +28,7 @@ START_TIMEOUT_S = 300.0  # torch workers on a busy 2-core machine take a while t
 
 
 def _stat(path: Path) -> list[str] | None:
-    """The fields of a /proc/<pid>/stat after the command name (state, ppid, ...), or None once the
-    process is gone."""
+    """The fields of /proc/<pid>/stat after the command name, or None once the process is gone."""
     try:
         return path.read_text().rsplit(")", 1)[1].split()
     except OSError:
@@ -75,8 +72,7 @@ class Process:
         return total / os.sysconf("SC_CLK_TCK")
 
     def memory_mib(self, field: str = "VmRSS") -> dict[str, float]:
-        """A /proc status field (VmRSS: resident now; VmHWM: peak) of the master ("main") and of
-        each worker, in MiB."""
+        """A /proc status field (VmRSS, or VmHWM: peak) of the master ("main") and each worker, MiB."""
         found: dict[str, float] = {}
         for i, pid in enumerate(self.pids()):
             try:
@@ -99,7 +95,6 @@ class Process:
 
 @dataclass
 class Stack:
-    engine: str
     chroma: Process
     ingest: Process
     query: Process
@@ -108,8 +103,7 @@ class Stack:
 
 
 def _wait(process: Process, path: str, timeout: float = START_TIMEOUT_S) -> None:
-    """Until GET `path` answers 200; raises with the process's last log lines if it exits first or
-    `timeout` seconds pass."""
+    """Until GET `path` answers 200; raises with the process's log tail if it exits or times out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.proc.poll() is not None:
@@ -165,10 +159,9 @@ def running_stack(
     ingest_workers: int = 1,
     extra: dict[str, str] | None = None,
 ) -> Iterator[Stack]:
-    """Chroma, ingestion and query for `engine`, each in its own process group, ready (Chroma's
-    heartbeat, ingestion's /readyz, query's /healthz: its collection exists only once documents
-    are posted); all stopped on exit. `extra`: more environment for all three, full names
-    (QUERY_..., INGEST_..., RUST_LOG); QUERY_* / INGEST_* of this process's own are not passed."""
+    """Chroma, ingestion and query for `engine`, each in its own process group, ready (query: its
+    /healthz, as its /readyz needs documents); all stopped on exit. `extra`: more environment for
+    all three, full names; this process's own QUERY_* / INGEST_* are not passed."""
     work_dir.mkdir(parents=True, exist_ok=True)
     chroma_port, ingest_port, query_port = free_port(), free_port(), free_port()
     prefix = f"bench{engine}"
@@ -211,13 +204,11 @@ def running_stack(
             services[name] = stack.enter_context(_process(name, argv, env, url, work_dir / f"{name}.log"))
         _wait(services["ingest"], "/readyz")
         _wait(services["query"], "/healthz")
-        yield Stack(engine, chroma, services["ingest"], services["query"], chroma_port, prefix)
+        yield Stack(chroma, services["ingest"], services["query"], chroma_port, prefix)
 
 
 def served_weights(weights_dir: Path, scratch: Path) -> tuple[Path, str]:
-    """A weights directory whose LATEST version has its ONNX export, int8 graphs included (exported
-    if it lacks them); with nothing published in `weights_dir`, the base model published into
-    `scratch`/weights."""
+    """A weights directory whose LATEST has its ONNX export (made if missing); else the base model's."""
     from twotower.engine.export import export_published, publish_base
 
     version = latest_version(weights_dir)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from twotower.beir import load_queries
 from twotower.corpus import open_corpus
 
 
@@ -26,10 +25,8 @@ DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "scif
 def load_workload(corpus: str | None, n_docs: int, n_queries: int) -> Workload:
     source = open_corpus(corpus, n_docs)
     documents = [{**d, "id": f"{ID_PREFIX}{d['id']}"} for d in source.documents]
-    queries_file = Path(corpus) / "queries.jsonl" if corpus and Path(corpus).is_dir() else None
-    if queries_file is not None and queries_file.is_file():
-        with open(queries_file, encoding="utf-8") as f:
-            queries = [json.loads(line)["text"] for line in islice(filter(str.strip, f), n_queries)]
+    if corpus and (Path(corpus) / "queries.jsonl").is_file():
+        queries = list(load_queries(corpus).values())[:n_queries]
     else:
         # No queries shipped with the corpus: ask about each document's title.
         titles = [d.get("title") or d["text"][:80] for d in documents]

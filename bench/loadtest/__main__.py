@@ -1,17 +1,15 @@
 """`python -m bench.loadtest` (`make loadtest`): search clients and the loader at once, against the
-processes `make run` starts (bench.stack: Chroma and both services under gunicorn, default settings,
-an ingestion API key, log level info) on free ports with a fresh data directory, stopped at the end.
+stack `make run` starts (bench.stack, settings as docker-compose.yml sets them), on free ports with
+a fresh data directory.
 
-1. start the stack, load the demo corpus (the loader, as `make run` does), then warm up: the
-   search clients for --warmup s;
-2. RSS of every process (Chroma, each gunicorn master and worker);
-3. --users locust clients post /search back to back for --duration s while the loader posts --docs
-   SciFact abstracts to the ingestion API, and /healthz of both services is probed every 100 ms;
-4. RSS again once the loader is done; stop the stack.
+1. start the stack, load the demo corpus, warm up the search clients for --warmup s; record RSS;
+2. --users locust clients post /search for --duration s while the loader posts --docs SciFact
+   abstracts, and /healthz of both services is probed every 100 ms;
+3. record RSS again once the loader is done; stop the stack.
 
-Writes JSON (--json) and its section of docs/benchmarks.md. Exits non-zero unless: zero errors
-(search, loader, probes), /healthz p99 under 100 ms on both services, and every service's RSS at
-the end within 10% of its RSS after warm-up.
+Writes JSON (--json) and its section of docs/benchmarks.md. Exits non-zero unless there were zero
+errors, /healthz p99 < 100 ms on both services, and every service's RSS at the end within 10% of
+its RSS after warm-up.
 """
 
 from __future__ import annotations
@@ -232,15 +230,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--users", type=int, default=16, help="concurrent search clients (default 16)")
     p.add_argument("--duration", type=int, default=60, help="seconds of search load (default 60)")
     p.add_argument("--warmup", type=int, default=30, help="seconds of search load before the RSS baseline")
-    p.add_argument(
-        "--docs", type=int, default=1000, help="documents the loader posts meanwhile (default 1000)"
-    )
+    p.add_argument("--docs", type=int, default=1000, help="documents the loader posts (default 1000)")
     p.add_argument("--batch-size", type=int, default=64, help="loader documents per POST (its default)")
+    p.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="BEIR folder: documents and queries")
     p.add_argument(
-        "--corpus", type=Path, default=DEFAULT_CORPUS, help="BEIR folder: the documents and the queries"
-    )
-    p.add_argument(
-        "--weights-dir", type=Path, default=ROOT / "weights", help="as make run (published versions)"
+        "--weights-dir", type=Path, default=ROOT / "weights", help="published versions, as make run"
     )
     p.add_argument("--json", type=Path, default=ROOT / "docs" / "loadtest.json")
     p.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks.md")
@@ -259,22 +253,13 @@ def main(argv: list[str] | None = None) -> int:
     args.json.write_text(json.dumps(results, indent=2) + "\n")
     if not args.no_doc:
         update_doc(args.doc, results, args.json)
-    s, h = results["search"], results["healthz"]
+    s, h, loader = results["search"], results["healthz"], results["loader"]
+    failed = [k for k, ok in results["checks"].items() if not ok]
     log.info(
-        "search: %d requests, %d errors, %.1f req/s, p50 %.0f ms, p99 %.0f ms; /healthz p99 query %.1f ms, "
-        "ingest %.1f ms; loader %s docs in %.0f s; %s",
-        s["requests"],
-        s["errors"],
-        s["throughput_rps"],
-        s["p50_ms"],
-        s["p99_ms"],
-        h["query"]["p99_ms"],
-        h["ingest"]["p99_ms"],
-        results["loader"]["documents"],
-        results["loader"]["seconds"],
-        "PASSED"
-        if results["passed"]
-        else "FAILED: " + ", ".join(k for k, ok in results["checks"].items() if not ok),
+        f"search: {s['requests']} requests, {s['errors']} errors, {s['throughput_rps']:.1f} req/s, "
+        f"p50 {s['p50_ms']:.0f} ms, p99 {s['p99_ms']:.0f} ms; /healthz p99 query {h['query']['p99_ms']:.1f} "
+        f"ms, ingest {h['ingest']['p99_ms']:.1f} ms; loader {loader['documents']} docs in "
+        f"{loader['seconds']:.0f} s; {'FAILED: ' + ', '.join(failed) if failed else 'PASSED'}"
     )
     return 0 if results["passed"] else 1
 

@@ -1,8 +1,6 @@
-"""Model artifacts: `config.json` + `model.safetensors` and a content-derived version.
+"""Model artifacts: `config.json` + `model.safetensors` (no pickle) and a content-derived version.
 
-The on-disk layout and the reading that needs no PyTorch live in `twotower.registry`; publishing
-(a version with its ONNX export, then `LATEST`) in `twotower.engine.export`. No pickle anywhere:
-tensors live in safetensors, everything else in JSON.
+The layout, read without PyTorch, is `twotower.registry`'s; publishing is `twotower.engine.export`.
 """
 
 from __future__ import annotations

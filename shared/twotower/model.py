@@ -20,9 +20,8 @@ class TowerHead(nn.Module):
 
     out = normalize(x + fc3(drop(relu(fc2(drop(relu(fc1(layernorm(x)))))))))
 
-    `fc3` starts at zero, so an untrained head is the identity on the (unit-length) backbone
-    embedding: an untrained model ranks exactly like its base model, and training moves away from
-    that point instead of from a random projection that would scramble the pretrained space.
+    `fc3` starts at zero, so an untrained head is the identity on the unit-length backbone
+    embedding: an untrained model ranks exactly like its base model.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -43,11 +42,7 @@ class TowerHead(nn.Module):
 
 
 class DualTowerWithFC(nn.Module):
-    """Query tower = backbone + query head; document tower = backbone + document head.
-
-    Services use only `encode_queries` (query service) and `encode_documents` (ingestion);
-    training uses `embed_backbone` / `backbone_forward` and the two heads.
-    """
+    """Query tower = backbone + query head; document tower = backbone + document head."""
 
     def __init__(
         self,
@@ -127,9 +122,7 @@ class DualTowerWithFC(nn.Module):
 
 
 def unsupported_backbone(model: DualTowerWithFC) -> str | None:
-    """None when the backbone is a transformer and mean pooling (then an optional Normalize, which
-    the towers apply anyway), the one shape the towers are run by hand in (the ONNX export, the
-    torch engine's direct path); else what it is instead, for a message."""
+    """None for a transformer + mean pooling (+ Normalize) backbone, the one run by hand; else what it is."""
     modules = [type(m).__name__ for m in model.backbone]
     pooling = getattr(model.backbone[1], "pooling_mode", None) if len(modules) > 1 else None
     if modules[:2] == ["Transformer", "Pooling"] and pooling == "mean" and modules[2:] in ([], ["Normalize"]):
@@ -138,15 +131,13 @@ def unsupported_backbone(model: DualTowerWithFC) -> str | None:
 
 
 def mean_pooled(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """sentence-transformers' mean pooling (padded positions excluded), at unit length: what the
-    backbone's Pooling and Normalize compute from the transformer's last hidden state."""
+    """The backbone's Pooling and Normalize: the mean over unpadded positions, at unit length."""
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
     return F.normalize((hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9), dim=-1)
 
 
 def offsets_tokenizer(model: DualTowerWithFC) -> Tokenizer:
-    """The backbone's Rust tokenizer without truncation or padding (for counting tokens and
-    splitting passages), copied so that configuring it never touches the one the model encodes with."""
+    """A copy of the backbone's Rust tokenizer without truncation or padding (for counting tokens)."""
     tokenizer = Tokenizer.from_str(model.backbone.tokenizer.backend_tokenizer.to_str())
     tokenizer.no_truncation()
     tokenizer.no_padding()

@@ -3,14 +3,12 @@
 Layout of a weights root (the shared volume the services read):
 
     root/
-      LATEST                 the newest published version (information only: what is *served* is
-                             the serving pointer in the index, see twotower.index.serving)
+      LATEST                 the newest published version (what is served: twotower.index.serving)
       <version>/config.json  architecture, version, training metadata
       <version>/model.safetensors
       <version>/onnx/...     the towers exported for ONNX Runtime (when exported)
 
-A service looks a version up in a search path of such roots: the weights volume first, then any
-model directory baked into its image (the untrained base model).
+A service looks a version up in such roots: the weights volume, then its image's base model.
 """
 
 from __future__ import annotations
@@ -51,16 +49,6 @@ def latest_version(root: str | Path) -> str | None:
     except FileNotFoundError:
         return None
     return version or None
-
-
-def published_versions(root: str | Path) -> list[str]:
-    """Every complete version directory under `root` (staging directories are hidden)."""
-    base = Path(root)
-    if not base.is_dir():
-        return []
-    return sorted(
-        p.name for p in base.iterdir() if not p.name.startswith(".") and (p / CONFIG_FILE).is_file()
-    )
 
 
 def find_version(version: str, roots: Sequence[str | Path]) -> Path:

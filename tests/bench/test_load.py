@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 from fastapi import FastAPI
 
-from bench.load import Searches, concurrent_clients, percentiles, rotations
+from bench.load import Searches, concurrent_clients, in_turns, percentiles, rotations
 from services.query.schemas import SearchRequest, SearchResponse
 from tests.conftest import LiveServer
 
@@ -56,6 +56,12 @@ def test_rotations_start_one_further_each_round() -> None:
         (2, ["c", "a", "b"]),
         (3, ["a", "b", "c"]),
     ]
+
+
+def test_in_turns_gives_every_name_every_slice_with_the_first_rotating() -> None:
+    runs: list[tuple[str, list[int]]] = []
+    in_turns(["a", "b"], [1, 2, 3, 4, 5], 2, lambda n, part: runs.append((n, part)))
+    assert runs == [("a", [1, 2]), ("b", [1, 2]), ("b", [3, 4]), ("a", [3, 4]), ("a", [5]), ("b", [5])]
 
 
 def test_searches_send_the_request_and_count_refusals_as_errors() -> None:

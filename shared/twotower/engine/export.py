@@ -1,16 +1,12 @@
-"""Publishing a model version, and exporting its two towers to ONNX (needs PyTorch and `onnx`;
-serving then needs neither).
+"""Publishing a model version and exporting its towers to ONNX (needs PyTorch and `onnx`; serving doesn't).
 
     python -m twotower.engine.export --weights-dir weights [--version V]   export a published version
     python -m twotower.engine.export --base --out DIR                      publish the untrained base
 
-Each tower becomes one graph computing exactly what `DualTowerWithFC.encode_queries` /
-`encode_documents` compute: backbone, mean pooling over the attention mask, normalize, the tower's
-head, normalize. Batch and sequence axes are dynamic. The graphs, the tokenizer and a manifest with
-each file's sha256 go into `<version>/onnx/`, which appears atomically (renamed into place), and
-every export is checked against the PyTorch towers before it is kept. Each tower also gets an int8
-graph (`_quantize`; `--no-int8` to skip), checked against its fp32 graph. The files are
-`twotower.engine.onnx_format`'s.
+Each tower becomes one graph computing what `DualTowerWithFC.encode_queries` / `encode_documents`
+compute, with dynamic batch and sequence axes, plus an int8 graph (`--no-int8` to skip). The files
+(`onnx_format`) appear atomically in `<version>/onnx/`, and an export is kept only once checked
+against the PyTorch towers (the int8 graphs against the fp32 ones).
 """
 
 from __future__ import annotations
@@ -24,6 +20,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any, cast
 
@@ -61,8 +58,7 @@ CHECK_TEXTS = [
     "A list comprehension builds a list from an iterable in a single expression. " * 40,
 ]
 MIN_COSINE = 0.999
-# int8 graphs against fp32 ones: quantization moves vectors a little; a broken quantization (wrong
-# nodes, saturated scales) lands far below this.
+# int8 graphs against fp32 ones: quantization moves vectors a little, a broken one far more.
 MIN_COSINE_INT8 = 0.98
 
 
@@ -91,8 +87,7 @@ def _export_tower(model: DualTowerWithFC, head: TowerHead, path: Path) -> None:
     mask[1, 9:] = 0
     dynamic = {name: {0: "batch", 1: "sequence"} for name in INPUTS}
     with warnings.catch_warnings(), torch.inference_mode():
-        # The TorchScript exporter (the dynamo one needs onnxscript) warns about traced shape checks
-        # that are constant for an encoder; the check against PyTorch below is what counts.
+        # The TorchScript exporter warns of traced shape checks; the check against PyTorch counts.
         warnings.simplefilter("ignore")
         torch.onnx.export(
             graph,
@@ -111,9 +106,7 @@ def _quantize(source: Path, target: Path) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    # Weights int8 per output channel, activations quantized on the fly; only the MatMuls with a
-    # weight (the bulk of the compute), less those kept_fp32: attention's activation-by-activation
-    # products, layer norms, softmax and the heads' residual stay fp32.
+    # Weights int8 per output channel, activations on the fly: weight MatMuls only, less kept_fp32.
     graph = onnx.load(str(source)).graph
     weights = {init.name for init in graph.initializer}
     excluded = [
@@ -172,11 +165,8 @@ def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
 def check_export(model: DualTowerWithFC, version_dir: Path, texts: Sequence[str] = CHECK_TEXTS) -> float:
     """The smallest cosine between the ONNX and PyTorch towers' vectors on `texts`; raises below
     0.999, or when int8 graphs were exported and stray from the fp32 ones (below 0.98)."""
-    fp32 = OnnxEncoder(version_dir, device="cpu", variant="fp32")
-    try:
+    with closing(OnnxEncoder(version_dir, device="cpu", variant="fp32")) as fp32:
         queries, documents = fp32.encode_queries(texts), fp32.encode_documents(texts)
-    finally:
-        fp32.close()
     worst = min(
         min_cosine(queries, model.encode_queries(texts)),
         min_cosine(documents, model.encode_documents(texts)),
@@ -184,14 +174,11 @@ def check_export(model: DualTowerWithFC, version_dir: Path, texts: Sequence[str]
     if worst < MIN_COSINE:
         raise ArtifactError(f"{version_dir}: ONNX towers disagree with PyTorch (cosine {worst:.5f})")
     if has_onnx(version_dir, "int8"):
-        int8 = OnnxEncoder(version_dir, device="cpu", variant="int8")
-        try:
+        with closing(OnnxEncoder(version_dir, device="cpu", variant="int8")) as int8:
             quantized = min(
                 min_cosine(int8.encode_queries(texts), queries),
                 min_cosine(int8.encode_documents(texts), documents),
             )
-        finally:
-            int8.close()
         if quantized < MIN_COSINE_INT8:
             raise ArtifactError(f"{version_dir}: int8 towers stray from fp32 (cosine {quantized:.5f})")
         log.info("int8 graphs: cosine to fp32 >= %.5f", quantized)
@@ -208,12 +195,10 @@ def export_onnx(model: DualTowerWithFC, version_dir: str | Path, *, int8: bool =
         raise ArtifactError(
             f"ONNX export supports a Transformer + mean Pooling (+ Normalize) backbone, not {unsupported}"
         )
-    # Exported from a CPU copy: the graph is the same on every device, and the caller's model
-    # (maybe on a GPU, maybe still training) is left alone.
+    # Exported from a CPU copy: the graph is the same on every device; the caller's model stays as is.
     cpu_model = copy.deepcopy(model).to("cpu").eval()
     cpu_model.device_name = "cpu"
-    # Plain attention (matmul, mask, softmax) rather than the SDPA kernel's traced decomposition:
-    # the same numbers, and ONNX Runtime runs it faster on CPU.
+    # Plain attention rather than SDPA's traced decomposition: the same numbers, faster on CPU.
     transformer: Any = cpu_model.backbone[0].auto_model
     transformer.set_attn_implementation("eager")
     staging = Path(tempfile.mkdtemp(prefix=".onnx-", dir=version_dir))
@@ -241,8 +226,7 @@ def is_exported(version_dir: Path, int8: bool) -> bool:
 def export_published(
     roots: Sequence[str | Path], version: str, *, force: bool = False, int8: bool = True
 ) -> Path:
-    """Export a published version that lacks ONNX, or its int8 graphs of the current recipe (or
-    redo it with `force`)."""
+    """Export a published version that lacks ONNX or current int8 graphs (any, with `force`)."""
     directory = find_version(version, roots)
     if is_exported(directory, int8) and not force:
         log.info("version %s already has an ONNX export in %s", version, directory / ONNX_DIR)
@@ -258,13 +242,9 @@ def publish(
     onnx: bool = True,
     int8: bool = True,
 ) -> str:
-    """Write `root/<version>/` (with its ONNX export unless `onnx=False`: fp32 graphs, and the int8
-    ones the services run by default unless `int8=False`), then atomically point `root/LATEST` at it;
-    return the version.
-
-    Readers never see a half-written version: the directory is renamed into place, and LATEST is
-    replaced with `os.replace` (atomic on POSIX) only after the directory is complete.
-    """
+    """Write `root/<version>/` (with its ONNX export unless `onnx=False`, int8 graphs unless
+    `int8=False`), then point `root/LATEST` at it; return the version. Both appear atomically
+    (renamed into place), so readers never see a half-written version."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
@@ -289,19 +269,10 @@ def publish(
     return version
 
 
-def _export_onnx(model: DualTowerWithFC, directory: Path, int8: bool, missing_only: bool = False) -> None:
-    # Imported here: the exporter needs the `onnx` package, which only publishing uses.
-    from twotower.engine.export import export_onnx, is_exported
-
-    if not (missing_only and is_exported(directory, int8)):
-        export_onnx(model, directory, int8=int8)
-
-
 def publish_base(
     out: str | Path, base_model: str = PACKAGED_BASE_MODEL, *, onnx: bool = True, int8: bool = True
 ) -> str:
-    """Publish the untrained model on `base_model` (towers = the base embedding), with its ONNX
-    export unless `onnx=False`."""
+    """Publish the untrained model on `base_model`, with its ONNX export unless `onnx=False`."""
     model = DualTowerWithFC(ModelConfig(base_model=base_model), device="cpu")
     return publish(model, out, {"base": True}, onnx=onnx, int8=int8)
 
@@ -314,13 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--base", action="store_true", help="publish the untrained base model with ONNX")
     parser.add_argument("--base-model", default=PACKAGED_BASE_MODEL)
     parser.add_argument("--out", type=Path, help="with --base: the weights directory to publish into")
-    parser.add_argument(
-        "--int8",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="also write the int8 graphs, which the services run by default (`*_ONNX_VARIANT`); "
-        "added to an export that lacks them (default: yes)",
-    )
+    int8_help = "write the int8 graphs the services run by default, or add them to an export (default: yes)"
+    parser.add_argument("--int8", action=argparse.BooleanOptionalAction, default=True, help=int8_help)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.base:

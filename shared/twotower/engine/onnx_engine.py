@@ -1,12 +1,9 @@
 """The ONNX Runtime engine: each tower as one exported graph (`onnx_format`), run with the Rust
-`tokenizers`.
+`tokenizers`; no PyTorch, so the serving images can leave it out.
 
-Needs only onnxruntime, tokenizers and numpy (no PyTorch, no transformers, nothing of this package
-that imports them), so the serving images can leave PyTorch out. `backend` picks the runtime of
-the fp32 graphs on CPU: onnxruntime, or OpenVINO (`openvino_session`). The query service runs the
-int8 graphs by default, ingestion the fp32 ones. A GPU always runs the fp32 graphs (ONNX Runtime's
-CUDA provider has no kernels for the int8 ones), and a version exported without int8 graphs is
-served in fp32, with a warning.
+`backend` picks the runtime of the fp32 graphs on CPU: onnxruntime or OpenVINO. A GPU runs the
+fp32 graphs (ONNX Runtime's CUDA provider has no int8 kernels), and so does a version exported
+without int8 graphs (with a warning).
 """
 
 from __future__ import annotations
@@ -58,9 +55,8 @@ def providers_for(device: str | None) -> list[Any]:
 
 
 class OnnxEncoder:
-    """One version's towers in ONNX Runtime. Thread-safe: sessions and the (never reconfigured)
-    tokenizer are shared by every thread; each tower's session is created once, on first use unless
-    preloaded (a query service never loads the document graph, and ingestion never the query one)."""
+    """One version's towers in ONNX Runtime; thread-safe. Each tower's session is made once, on first
+    use unless preloaded (a query service never loads the document graph, ingestion the query one)."""
 
     engine: Engine = "onnx"
 
@@ -87,23 +83,14 @@ class OnnxEncoder:
         self.variant = self._servable(variant)
         self.backend = self._runnable(backend)
         self.openvino_precision = openvino_precision  # unset: OpenVINO's (bf16 where the CPU has it)
-        # OpenVINO keeps kernels and buffers for every input shape it has run, so a chunk's width is
-        # rounded up to a multiple of this: 16 widths instead of 256 bound its memory, for a little
-        # throughput. ONNX Runtime's memory stays flat unrounded.
+        # OpenVINO keeps kernels and buffers per input shape: widths rounded up to 16s bound its memory.
         self._width_step = 16 if self.backend == "openvino" else 1
-        # Texts of one encode call run in chunks of this many, sorted by length so that a chunk
-        # pads little. On CPU, small chunks run faster per text than big ones (activations stay in
-        # cache); on a GPU, big ones fill the chip.
+        # Length-sorted chunks: small on CPU (activations stay in cache), big on a GPU (fill the chip).
         self.batch_size = batch_size or (256 if self.device == "cuda" else 4)
         if self.variant == "int8":
-            # Dynamic quantization scales activations by the whole input tensor's range, so a
-            # text's int8 vector would depend on the texts batched with it: one text per run keeps
-            # each vector a function of its text alone.
+            # int8 scales activations by the batch's range: one text a run keeps vectors batch-free.
             self.batch_size = 1
-        # On CPU the two towers use the threads differently. The query tower serves one short text
-        # at a time, so its session spreads each run over all threads (latency). The document
-        # tower serves many texts per call, so its session runs single-threaded and `threads` chunks
-        # run side by side (throughput: no intra-op synchronisation, no spinning threads).
+        # On CPU queries spread over all threads (latency); documents run as parallel 1-thread chunks.
         self._parallel_chunks = self.device == "cpu" and self.threads > 1
         self._pool: ThreadPoolExecutor | None = None
         self._pad_id = int(self._manifest.get("pad_token_id", 0))
@@ -179,20 +166,16 @@ class OnnxEncoder:
                 path = verified_file(self.directory, self._manifest, tower_file(tower, self.variant))
                 chunked = tower == "document" and self._parallel_chunks
                 if self.backend == "openvino":
-                    # One stream per chunk run side by side, each on one thread; else one stream
-                    # spread over the threads.
-                    compiled = OpenVinoSession(
+                    # One single-threaded stream per parallel chunk, else one over all threads.
+                    session: Session = OpenVinoSession(
                         path, self.threads, self.threads if chunked else 1, self.openvino_precision
                     )
-                    session: Session = compiled
-                    runtime = f"openvino {compiled.precision}"
+                    runtime = f"openvino {session.precision}"
                 else:
                     options = ort.SessionOptions()
                     options.intra_op_num_threads = 1 if chunked else self.threads
                     options.inter_op_num_threads = 1
-                    # Idle pool threads sleep instead of spinning: the services share their cores
-                    # with Chroma and each other, and a spinning pool took twice the CPU for the
-                    # same work.
+                    # Idle pool threads sleep instead of spinning: the services share their cores.
                     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
                     session = ort.InferenceSession(str(path), options, providers=self.providers)
@@ -241,8 +224,7 @@ class OnnxEncoder:
 
         feeds = [feed_of(chunk) for chunk in chunks]
         if isinstance(session, OpenVinoSession):
-            # OpenVINO runs the chunks side by side on its own threads (one infer request per
-            # stream), started and collected from this thread alone.
+            # OpenVINO runs the chunks side by side on its own threads (an infer request a stream).
             results = session.run_all("embedding", feeds)
         else:
 
@@ -252,10 +234,8 @@ class OnnxEncoder:
             if tower == "document" and self._parallel_chunks and len(chunks) > 1:
                 results = list(self._chunk_pool().map(run, feeds))  # ONNX Runtime releases the GIL
             else:
-                # One such run at a time per encoder: each already spreads over the session's
-                # threads, sized so that workers × threads ≈ cores. Concurrent requests running side
-                # by side multiply that, and the event loop answering /healthz waited behind them;
-                # the lock's cost in queries/s under concurrency is within run-to-run noise.
+                # One run at a time: each spreads over workers × threads ≈ cores, and more at once
+                # would oversubscribe them, starving the event loop that answers /healthz.
                 with self._runs:
                     results = [run(feed) for feed in feeds]
         for chunk, vectors in zip(chunks, results, strict=True):

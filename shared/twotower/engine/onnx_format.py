@@ -1,15 +1,12 @@
 """The ONNX export's files: what `twotower.engine.export` writes and `onnx_engine` reads.
 
-Needs nothing but the standard library, so both the exporter (PyTorch) and the runtime (ONNX
-Runtime) import it. A version's export lives in `<version>/onnx/`:
+Standard library only, so that both import it. A version's export lives in `<version>/onnx/`:
 
-    manifest.json      format, the version exported from, dim, max_seq_length, pad id, and the
-                       sha256 of every file below (checked when a file is loaded)
+    manifest.json      format, version, dim, max_seq_length, pad id, each file's sha256
     tokenizer.json     the backbone's tokenizer
     query.onnx         input_ids, attention_mask, token_type_ids -> embedding (unit length):
     document.onnx      backbone, mean pooling, normalize, the tower's head, normalize
-    *.int8.onnx        the same graphs with most weight MatMuls int8 (dynamic quantization,
-                       `INT8_RECIPE`), written unless the export is asked not to
+    *.int8.onnx        the same graphs with most weight MatMuls int8 (`INT8_RECIPE`)
 """
 
 from __future__ import annotations
@@ -28,12 +25,10 @@ MANIFEST_FILE = "manifest.json"
 ONNX_FORMAT = "twotower-onnx/1"
 TOKENIZER_FILE = "tokenizer.json"
 Variant = Literal["fp32", "int8"]
-# How the int8 graphs were quantized, recorded in the manifest: 1 = every weight MatMul int8;
-# 2 = the first FP32_FFN_LAYERS layers' feed-forward down-projections kept fp32. Graphs of another
-# recipe count as missing, so they are exported again.
+# How the int8 graphs were quantized (in the manifest): 2 = weight MatMuls int8 but the first
+# FP32_FFN_LAYERS layers' feed-forward down-projections. Another recipe's graphs count as missing.
 INT8_RECIPE = 2
-# The feed-forward down-projections (`layer.N/output/dense`) take the GELU outputs, the widest
-# activations: in the first layers int8 rounding there moved the vectors most.
+# The feed-forward down-projections take the widest activations (GELU's): int8 hurts most there.
 FP32_FFN_LAYERS = 3
 FFN_DOWN_PROJECTION = re.compile(r"/layer\.(\d+)/output/dense/MatMul$")
 
@@ -49,11 +44,8 @@ def tower_file(tower: Tower, variant: Variant = "fp32") -> str:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def read_manifest(version_dir: str | Path) -> dict[str, Any]:
@@ -87,8 +79,7 @@ def has_onnx(version_dir: str | Path, variant: Variant = "fp32") -> bool:
 
 
 def lists_variant(manifest: dict[str, Any], variant: Variant) -> bool:
-    """Whether an export's manifest lists both towers' graphs of `variant` (int8 ones: of the
-    current recipe)."""
+    """Whether the manifest lists both towers' graphs of `variant` (int8: of the current recipe)."""
     files = manifest.get("files", {})
     listed = all(tower_file(t, variant) in files for t in TOWERS)
     return listed and (variant != "int8" or manifest.get("int8_recipe") == INT8_RECIPE)

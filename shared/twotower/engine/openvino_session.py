@@ -14,15 +14,12 @@ import numpy as np
 
 class OpenVinoSession:
     """One graph compiled by OpenVINO for the CPU: `get_inputs` as ONNX Runtime's InferenceSession
-    has it, and `run_all` for the chunks of one encode call. OpenVINO picks the precision (bfloat16 where the CPU computes it
-    natively: AVX512_BF16 or AMX; else fp32), and its threads are not pinned to cores, which the
-    services share with Chroma and each other.
+    has it, and `run_all` for the chunks of one encode call. OpenVINO picks the precision (bfloat16
+    where the CPU computes it natively, else fp32); its threads are not pinned to the shared cores.
 
-    Only one Python thread at a time calls into OpenVINO here: `streams` infer requests run side by
-    side on OpenVINO's own threads, started and collected by that one thread. (Chunks run from two
-    Python threads at once, each on its own infer request, deadlocked inside OpenVINO's Python
-    binding: a rollout's backfill stopped with both threads in `InferRequest.infer`, one holding
-    the GIL.)"""
+    One Python thread at a time calls into OpenVINO: `streams` infer requests run side by side on
+    OpenVINO's own threads. (Two Python threads, each on its own request, deadlocked inside its
+    Python binding.)"""
 
     def __init__(self, path: Path, threads: int, streams: int = 1, precision: str | None = None) -> None:
         try:

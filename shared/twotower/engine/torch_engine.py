@@ -23,9 +23,8 @@ from twotower.registry import find_version
 
 log = logging.getLogger(__name__)
 
-# The shapes the query tower is captured at as CUDA graphs (batch of texts, tokens per text): a batch
-# is padded up to the nearest (repeating its rows, masking the extra tokens); a bigger one runs
-# eagerly. Micro-batching makes batches of a few queries; few queries pass 128 tokens.
+# The (texts, tokens) shapes the query tower is captured at as CUDA graphs: a batch is padded up to
+# the nearest (repeating rows, masking tokens); a bigger one runs eagerly.
 GRAPH_BATCHES = (1, 2, 4, 8)
 GRAPH_WIDTHS = (16, 32, 64, 128)
 Forward = Callable[[dict[str, torch.Tensor]], torch.Tensor]
@@ -48,30 +47,22 @@ class TorchEncoder:
         self.max_seq_length = model.config.max_seq_length
         self.device = model.device_name
         gpu = self.device.startswith("cuda")
-        # On a GPU the documents' backbone runs in fp16 (autocast keeps norms and softmax in fp32;
-        # `make bench-gpu` checks cosine >= 0.999 to fp32 CPU vectors), in batches that fill the
-        # chip. Queries stay fp32: one short text is launch-bound, and autocast's per-call weight
-        # casts cost it more time than fp16 saves.
+        # On a GPU documents run in fp16 autocast (`make bench-gpu` checks the cosine to fp32); queries
+        # stay fp32: one short text is launch-bound, and autocast's casts cost more than fp16 saves.
         self.half = gpu
         self.batch_size = 256 if gpu else 64
-        # `direct`: tokenize with the Rust tokenizer (all texts at once, in parallel, GIL released)
-        # and run the transformer, mean pooling and head here, instead of sentence-transformers'
-        # `encode`, whose tokenizing through transformers dominates on a GPU. The default on a GPU;
-        # on CPU the forward pass dominates.
+        # `direct` (default on a GPU): the Rust tokenizer feeds the tower here; ST's tokenizing is slow.
         self.direct = (gpu if direct is None else direct) and unsupported_backbone(model) is None
         if self.direct:
             self._encoding = offsets_tokenizer(model)  # a copy of its own, configured once here
             self._encoding.enable_truncation(self.max_seq_length)
             self._pad_id = int(model.backbone.tokenizer.pad_token_id or 0)
             self._inputs = [n for n in INPUTS if n in model.backbone.tokenizer.model_input_names]
-        # `graphs`: on a GPU, queries replay CUDA graphs of the query tower, one per shape in
-        # GRAPH_BATCHES x GRAPH_WIDTHS, captured on first use: a short query is bound by launching
-        # the transformer's kernels one by one from Python, which a replay does at once. Only on
-        # the direct path; a capture that fails turns them off (logged) and queries run eagerly.
+        # `graphs`: queries replay CUDA graphs (captured per shape on first use), as a short query is
+        # bound by launching kernels from Python. A capture that fails turns them off (logged).
         self.graphs = self.direct and gpu and (graphs is None or graphs)
         self._captured: dict[tuple[int, int], CapturedTower] = {}
-        # Hugging Face fast tokenizers are not safe to call from several threads at once ("Already
-        # borrowed"), and services call from a thread pool: one encode at a time per encoder.
+        # Hugging Face fast tokenizers are not thread-safe ("Already borrowed"): one encode at a time.
         self._lock = threading.Lock()
         self._tokenizer: Tokenizer | None = None
 
@@ -127,9 +118,7 @@ class TorchEncoder:
         return sorted(self._captured)
 
     def _forward(self, head: TowerHead, half: bool) -> Forward:
-        """One tower on tokenized, padded inputs already on the device: what
-        `DualTowerWithFC.encode_*` computes from the backbone's transformer on (mean pooling over
-        the attention mask, normalize, the head)."""
+        """One tower on padded inputs on the device, as `DualTowerWithFC.encode_*` computes it."""
         transformer = cast(torch.nn.Module, self.model.backbone[0].auto_model)
 
         def forward(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -144,8 +133,7 @@ class TorchEncoder:
     def _encode_direct(
         self, texts: Sequence[str], head: TowerHead, half: bool, graphs: bool = False
     ) -> np.ndarray:
-        """The tower run here, fed by the Rust tokenizer. `graphs`: this tower (the query tower)
-        may replay CUDA graphs while `self.graphs` is on; batches that fit a shape do."""
+        """The tower run here on the Rust tokenizer's ids; with `graphs` (the query tower) via CUDA graphs."""
         self.model.eval()
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
@@ -169,8 +157,7 @@ class TorchEncoder:
     def _replay(
         self, shape: tuple[int, int], forward: Forward, feed: dict[str, np.ndarray]
     ) -> np.ndarray | None:
-        """The query tower's vectors for `feed` from the graph of `shape` (captured now if it is
-        new); None if capturing failed, and graphs are off from then on."""
+        """`feed` through the graph of `shape`, captured if new; None if capturing failed (graphs off)."""
         captured = self._captured.get(shape)
         if captured is None:
             try:
@@ -194,17 +181,15 @@ class TorchEncoder:
 
 
 def graph_shape(batch: int, tokens: int) -> tuple[int, int] | None:
-    """The smallest captured shape (GRAPH_BATCHES x GRAPH_WIDTHS) that holds `batch` texts of at
-    most `tokens` tokens, or None: too big for a graph."""
+    """The smallest graph shape holding `batch` texts of at most `tokens` tokens, or None."""
     rows = next((b for b in GRAPH_BATCHES if b >= batch), None)
     width = next((w for w in GRAPH_WIDTHS if w >= tokens), None)
     return None if rows is None or width is None else (rows, width)
 
 
 class CapturedTower:
-    """A tower's forward pass captured as a CUDA graph for one input shape: a replay launches the
-    whole pass at once. Inputs are copied into the tensors it was captured on, and the output is
-    read from the one it wrote; callers hold the encoder's lock, so one replay runs at a time."""
+    """A tower's forward pass captured as a CUDA graph for one input shape, replayed on copied-in
+    inputs; callers hold the encoder's lock, so one replay runs at a time."""
 
     def __init__(self, forward: Forward, example: dict[str, np.ndarray], device: str) -> None:
         self.inputs = {name: torch.from_numpy(a).to(device) for name, a in example.items()}

@@ -1,9 +1,8 @@
 """chromadb's HTTP client with timeouts, and a leaner one for the query endpoint alone.
 
-chromadb 1.5.9 builds its httpx session with `timeout=None`: against a stalled server (a stopped
-process, a full disk, a dropped network) every call would wait for ever, and so would the request
-that made it. `TimedClient` sets the timeouts on the client's session before its first request (the
-client asks the server for the user identity and the tenant while it is being built).
+chromadb builds its httpx session with `timeout=None`, so a call to a stalled server would wait for
+ever. `TimedClient` sets the timeouts on that session before the client's first request (which goes
+out while it is being built).
 """
 
 from __future__ import annotations
@@ -36,7 +35,6 @@ class TimedClient(Client):
         settings = self._system.settings
         server = self._server
         if isinstance(settings, TimedSettings) and isinstance(server, FastAPI):
-            # read/write/pool: the most one network wait may take; connect: reaching the server.
             server._session.timeout = httpx.Timeout(
                 settings.twotower_timeout_s, connect=settings.twotower_connect_timeout_s
             )
@@ -57,17 +55,12 @@ def connect(host: str, port: int, *, connect_timeout_s: float, timeout_s: float)
 
 
 class QueryTransport:
-    """Chroma's query endpoint over keep-alive stdlib `http.client` connections, one per thread:
-    the search's hot path. chromadb's own client (httpx) spends several times more CPU per query
-    in the caller, which under concurrent searches is CPU the towers and Chroma lack. Same bounds as `TimedClient`: a connect timeout, then a timeout on every network
-    wait. It checks nothing before sending (chromadb's client checks a `where` filter first): the
-    query service validates filters itself (twotower.limits.where_problem), and Chroma refuses what
-    is still wrong.
+    """Chroma's query endpoint over keep-alive stdlib `http.client` connections, one per thread: the
+    search's hot path, where chromadb's httpx client spends several times more CPU per query. Same
+    time bounds as `TimedClient`; filters are not checked here (the query service validates them).
 
-    Raises what chromadb's client raises for an error answer (NotFoundError for a deleted
-    collection, InvalidArgumentError for a refused filter, a bare Exception for an answer it cannot
-    name), TimeoutError when the server stalls, ConnectionError when it cannot be reached or drops
-    the connection."""
+    Raises what chromadb's client raises for an error answer, TimeoutError when the server stalls,
+    ConnectionError when it cannot be reached or drops the connection."""
 
     def __init__(self, host: str, port: int, *, connect_timeout_s: float, timeout_s: float) -> None:
         self.host, self.port = host, port
@@ -86,11 +79,8 @@ class QueryTransport:
         if conn is not None:
             try:
                 return self._send(conn, path, payload)
-            except ConnectionError:  # (a TimeoutError is not one: a stalled server is not retried)
-                # The server may have closed this kept-alive connection since its last use: try a
-                # new one, once (a query changes nothing). A new connection that fails is the
-                # server's state, and says so.
-                pass
+            except ConnectionError:  # not a TimeoutError: a stalled server is not retried
+                pass  # the server may have closed this kept-alive connection: try a new one, once
         conn = self._local.conn = _Connection(self.host, self.port, self.connect_timeout_s, self.timeout_s)
         return self._send(conn, path, payload)
 
@@ -106,8 +96,7 @@ class QueryTransport:
             self._drop(conn)
             raise ConnectionError(f"{type(exc).__name__}: {exc}") from exc
         if response.status >= 400:
-            # chromadb's own mapping of an error answer to its exceptions, so that the store sees
-            # what chromadb's client would have raised.
+            # chromadb's own mapping of an error answer to its exceptions.
             answer = httpx.Response(
                 response.status,
                 headers=response.getheaders(),

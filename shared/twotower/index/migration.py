@@ -1,12 +1,9 @@
 """Writes that follow the serving pointer, and the rollout of a new version while they go on.
 
-`IndexWriter` is how ingestion writes: every acknowledged write reaches the served version's
-collection and, while a migration runs, the target's too (with the target's document tower), with
-an intent recorded first. `Rollout` moves the pointer: start (target collection and intents made,
-pointer to `migrating`), backfill (the served collection's documents copied with the target's
-tower, never overwriting: `add`), finalize (pointer to `finalizing`, pending intents waited for,
-every id with an intent reconciled from the served collection, pointer to `serving` the target),
-abort, and cleanup of collections no longer served.
+`IndexWriter` is how ingestion writes: to the served version's collection and, while a migration
+runs, to the target's too, with an intent recorded first. `Rollout` moves the pointer through
+start, backfill (copies that never overwrite), finalize (pending intents waited for, every id with
+an intent reconciled from the served collection), abort, and cleanup of unserved collections.
 
 Why it is correct, in short: a write either finished on A before the migration began (the backfill,
 which starts after, copies it), or re-reads the pointer after writing A and brings B along; a write
@@ -63,9 +60,8 @@ class RolloutInProgress(StoreUnavailable):
 def passage_config_of(
     store: ChromaStore, version: str, default: PassageConfig, *, for_reading: bool = False
 ) -> PassageConfig:
-    """The passage sizes a collection was built with (so every writer splits alike); `default` for
-    a collection not made yet. `for_reading`: also `default` while Chroma cannot be asked (reading
-    needs no passage sizes, and a service must start while Chroma is down)."""
+    """The passage sizes a collection was built with (every writer splits alike); `default` for one not
+    made yet or, `for_reading`, while Chroma is down (a service must start then)."""
     try:
         meta = store.collection(version).metadata or {}
     except CollectionMissing:
@@ -80,7 +76,20 @@ def passage_config_of(
     return default
 
 
-class IndexWriter:
+class _Versions:
+    """The versions' collections behind the serving pointer, each with its own encoder."""
+
+    def __init__(self, store: ChromaStore, encoder_for: EncoderFor, passage_config: PassageConfig) -> None:
+        self.store, self.encoder_for, self.passage_config = store, encoder_for, passage_config
+        self.pointer = ServingPointer(store)
+
+    def index(self, version: str, *, embeds: bool = True) -> DocumentIndex:
+        """A version's documents; with the version's encoder when this will write embeddings."""
+        config = passage_config_of(self.store, version, self.passage_config)
+        return DocumentIndex(self.store, version, self.encoder_for(version) if embeds else None, config)
+
+
+class IndexWriter(_Versions):
     """Applies ingestion's writes where the serving pointer says, dual-writing while migrating."""
 
     def __init__(
@@ -91,13 +100,8 @@ class IndexWriter:
         *,
         finalize_wait_s: float = 20.0,
     ) -> None:
-        self.store, self.encoder_for, self.passage_config = store, encoder_for, passage_config
-        self.pointer = ServingPointer(store)
+        super().__init__(store, encoder_for, passage_config)
         self.finalize_wait_s = finalize_wait_s
-
-    def index(self, version: str) -> DocumentIndex:
-        config = passage_config_of(self.store, version, self.passage_config)
-        return DocumentIndex(self.store, version, self.encoder_for(version), config)
 
     def current(self) -> Pointer:
         pointer = self.pointer.read()
@@ -114,8 +118,7 @@ class IndexWriter:
     def _apply(
         self, ids: list[str], op_name: str, op: Callable[[DocumentIndex], list[str]]
     ) -> tuple[Pointer, list[str]]:
-        """Run `op` on every live version's collection; return the pointer it was answered under
-        and the result from the served version."""
+        """Run `op` on every live version; return the pointer it ran under and the served result."""
         written: dict[str, list[str]] = {}
         deadline = time.monotonic() + self.finalize_wait_s
         while True:
@@ -160,7 +163,7 @@ def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
-class Rollout:
+class Rollout(_Versions):
     """The operator's side: `make rollout VERSION=<v>` (ops/rollout.py) drives this."""
 
     def __init__(
@@ -171,19 +174,12 @@ class Rollout:
         *,
         intent_timeout_s: float = 120.0,
     ) -> None:
-        self.store, self.encoder_for, self.passage_config = store, encoder_for, passage_config
-        self.pointer = ServingPointer(store)
+        super().__init__(store, encoder_for, passage_config)
         self.intent_timeout_s = intent_timeout_s
 
     def read(self) -> Pointer | None:
         return self.pointer.read()
 
-    def index(self, version: str, *, embeds: bool = True) -> DocumentIndex:
-        """A version's documents; with the version's encoder when this will write embeddings."""
-        config = passage_config_of(self.store, version, self.passage_config)
-        return DocumentIndex(self.store, version, self.encoder_for(version) if embeds else None, config)
-
-    # -- the steps -------------------------------------------------------------------------
     def start(self, target: str) -> Pointer:
         """Begin migrating to `target` (or find the migration to it already running)."""
         pointer = self.pointer.read()
@@ -205,14 +201,13 @@ class Rollout:
         source = pointer.version
         encoder = self.encoder_for(target)  # fails here, before anything changes, if it cannot load
         config = passage_config_of(self.store, source, self.passage_config)
-        # A collection left by an aborted attempt, or by an earlier time this version was served,
-        # is stale: start it afresh.
+        # A collection left by an aborted attempt or an earlier serving of this version is stale.
         self.store.drop(target)
         intents = Intents(self.store, target)
         intents.drop()
         DocumentIndex(self.store, target, encoder, config).create()
         intents.create()
-        started = pointer.next(state="migrating", target=target, started=_now())
+        started = pointer.next(state="migrating", target=target, started=time.time())
         self.pointer.write(started)
         log.info("migrating %s -> %s (epoch %d)", source, target, started.epoch)
         return started
@@ -220,8 +215,7 @@ class Rollout:
     def backfill(
         self, batch_size: int = 64, on_progress: Callable[[Progress], None] | None = None
     ) -> Progress:
-        """Copy the served collection's documents into the target (resumable: documents already
-        in the target are skipped, and none is ever overwritten)."""
+        """Copy the served documents into the target; resumable, and it never overwrites."""
         pointer = self._migrating()
         source, target = self.index(pointer.version, embeds=False), self.index(pointer.target)
         source_ids = source.document_ids()
@@ -254,7 +248,7 @@ class Rollout:
             self.pointer.write(pointer)
         intents = Intents(self.store, pointer.target)
         while True:
-            now = _now()
+            now = time.time()
             live = [i for i in intents.pending() if now - i.at < self.intent_timeout_s]
             if not live:
                 break
@@ -338,7 +332,6 @@ class Rollout:
                 dropped.append(self.store.collection_name(name))
         return dropped
 
-    # -- helpers ---------------------------------------------------------------------------
     def _migrating(self) -> Pointer:
         pointer = self.pointer.read()
         if pointer is None or pointer.state != "migrating":
@@ -350,9 +343,5 @@ class Rollout:
         now = self.pointer.read()
         if now is None or now.epoch != started.epoch:
             raise RolloutError(f"the migration to {started.target} was aborted or moved on meanwhile ({now})")
-        progress.at = _now()
+        progress.at = time.time()
         self.pointer.save_progress(progress)
-
-
-def _now() -> float:
-    return time.time()

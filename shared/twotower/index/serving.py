@@ -1,11 +1,8 @@
 """The serving pointer: which model version every service serves, and the migration in progress.
 
-It lives in Chroma, beside the collections it describes, as one record of the collection
-`<prefix>--serving`. Every process already reaches Chroma (services, the rollout command, compose,
-Kubernetes and the local stack alike), the services mount the weights volume read-only, and an
-online migration needs a shared writable place anyway (the intents below). Only `make rollout`
-changes the pointer; the first process to find none creates it (insert-if-absent: Chroma's `add`
-leaves an existing id alone, so concurrent first starts agree on one).
+It is one record of the collection `<prefix>--serving`, in Chroma: the one shared writable place
+every process reaches (the weights volume is read-only). Only `make rollout` changes it; the first
+process to find none creates it with Chroma's `add` (insert-if-absent: concurrent starts agree).
 
     serving A ──rollout B──▶ migrating A→B ──backfill done──▶ finalizing A→B ──▶ serving B
                                   │                               │
@@ -62,7 +59,7 @@ class Pointer:
         return dataclasses.replace(self, epoch=self.epoch + 1, updated=time.time(), **changes)  # type: ignore[arg-type]
 
     def to_metadata(self) -> Metadata:
-        return {k: v for k, v in dataclasses.asdict(self).items()}
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_metadata(cls, raw: Metadata) -> Pointer:
@@ -82,12 +79,11 @@ class ServingPointer:
         return Pointer.from_metadata(found[0].metadata) if found else None
 
     def initialize(self, version: str) -> Pointer:
-        """The pointer, created as `serving version` if there is none yet (the first process to
-        start decides; every other one reads its decision)."""
+        """The pointer, created as `serving version` if there is none yet (the first start decides)."""
         current = self.read()
         if current is not None:
             return current
-        self.store.collection(POINTER_COLLECTION, create=True, metadata={"purpose": "serving pointer"})
+        self._create()
         first = Pointer("serving", version, updated=time.time())
         self.store.write(
             POINTER_COLLECTION, [Record(POINTER_ID, "", first.to_metadata())], _UNIT, only_new=True
@@ -98,12 +94,14 @@ class ServingPointer:
 
     def write(self, pointer: Pointer) -> None:
         """Replace the pointer (only the rollout command does this)."""
-        self.store.collection(POINTER_COLLECTION, create=True, metadata={"purpose": "serving pointer"})
+        self._create()
         self.store.write(POINTER_COLLECTION, [Record(POINTER_ID, "", pointer.to_metadata())], _UNIT)
 
+    def _create(self) -> None:
+        self.store.collection(POINTER_COLLECTION, create=True, metadata={"purpose": "serving pointer"})
+
     def progress(self) -> Progress | None:
-        """The backfill's progress, as the rollout last saved it (a record of its own, so that saving
-        it never races a change of the pointer)."""
+        """The backfill's progress as last saved (its own record: saving it never races the pointer)."""
         try:
             found = self.store.get(POINTER_COLLECTION, ids=[PROGRESS_ID], texts=False)
         except CollectionMissing:

@@ -1,19 +1,11 @@
-"""The Chroma server, reached over HTTP: connection, timeouts, errors, and record-level operations.
+"""The Chroma server over HTTP: connection, timeouts, errors, and record-level operations.
 
 Every call is bounded in time (`chroma_client.TimedClient`), no lock is held while a request is on
-the wire, and every failure becomes one of four errors:
-
-    StoreUnavailable   Chroma is unreachable, stalled (timeout), or failed (5xx): a 503 for clients
-                       (StoreFailed: the 5xx case alone)
-    StoreRejected      Chroma refused the data (4xx): the client's fault, a 422
-    InvalidFilter      Chroma refused a `where` filter: a 422
-    CollectionMissing  the collection does not exist
-
-Writes go out in chunks no larger than the server's max batch size and well under its payload limit
-(Chroma refuses requests over 40 MiB), and `PartialWrite` says which records were stored when a
-later chunk failed. A read that Chroma failed is sent again, twice at most (see `_read`; tenacity).
-Collections are named `<prefix>-<name>`; `twotower.index.documents` lays documents and their
-passages out in them.
+the wire, and every failure becomes StoreUnavailable (unreachable, stalled or 5xx: a 503; StoreFailed
+is the 5xx case), StoreRejected (4xx: a 422), InvalidFilter (a refused `where`: a 422) or
+CollectionMissing. Writes go out in chunks within the server's max batch size and far under its
+40 MiB payload limit; `PartialWrite` names what was stored when a later chunk failed. Collections
+are named `<prefix>-<name>`.
 """
 
 from __future__ import annotations
@@ -39,7 +31,7 @@ log = logging.getLogger(__name__)
 
 MetadataValue = str | int | float | bool
 Metadata = dict[str, MetadataValue]
-# Chroma refuses requests over 40 MiB; stay far below it (JSON size is estimated, not exact).
+# Far below Chroma's 40 MiB request limit: JSON size is estimated, not exact.
 DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 # Pauses before sending a read that Chroma failed (StoreFailed) again: three tries in all.
 READ_RETRY_PAUSES_S = (0.01, 0.05)
@@ -81,8 +73,7 @@ class CollectionMissing(Exception):  # noqa: N818
 
 
 class PartialWrite(StoreUnavailable):
-    """Chroma failed part-way through a multi-chunk write: `stored` lists the ids that it did
-    confirm (they are stored); the others may or may not be."""
+    """A multi-chunk write failed part-way: `stored` lists the ids confirmed stored; others may be."""
 
     def __init__(self, message: str, stored: list[str]) -> None:
         super().__init__(message)
@@ -219,16 +210,14 @@ class ChromaStore:
 
     # -- collections -----------------------------------------------------------------------
     def collection(self, name: str, *, create: bool = False, metadata: Metadata | None = None) -> Collection:
-        """The collection `<prefix>-<name>` (its handle is cached: one round trip per later call).
-        With `create`, made if missing, in cosine space, with `metadata`."""
+        """The collection `<prefix>-<name>` (handle cached); with `create`, made if missing (cosine)."""
         full = self.collection_name(name)
         handle = self._handles.get(full)
         if handle is not None:
             return handle
         client = self._connect()
         if create:
-            # No embedding function: we always send our own embeddings, and Chroma's default one
-            # would try to download a model.
+            # No embedding function: we send our own, and Chroma's default would download a model.
             handle = self._call(
                 "create collection",
                 client.get_or_create_collection,
@@ -246,14 +235,6 @@ class ChromaStore:
             if self._client is client:
                 self._handles[full] = handle
         return handle
-
-    def collection_metadata(self, name: str) -> Metadata:
-        """The collection's metadata, read fresh from the server (others may have changed it)."""
-        self.forget(name)
-        return dict(self.collection(name).metadata or {})
-
-    def set_collection_metadata(self, name: str, metadata: Metadata) -> None:
-        self._with_handle(name, "modify collection", lambda c: c.modify(metadata=metadata))
 
     def forget(self, name: str) -> None:
         """Drop the cached handle (the collection was deleted or changed elsewhere)."""
@@ -285,8 +266,7 @@ class ChromaStore:
         return True
 
     def _with_handle(self, name: str, what: str, op: Callable[[Collection], T]) -> T:
-        """Run `op` on the cached handle; if the collection was replaced since (deleted and made
-        again, so the handle's id is stale), look it up once more and retry."""
+        """Run `op` on the cached handle, and once more on a fresh one if the collection was replaced."""
         handle = self.collection(name)
         try:
             return self._call(what, op, handle)
@@ -299,17 +279,13 @@ class ChromaStore:
             raise CollectionMissing(f"collection {self.collection_name(name)!r} does not exist") from exc
 
     def _read(self, name: str, what: str, op: Callable[[Collection], T]) -> T:
-        """`_with_handle` for a read, sent again (`_READ_RETRY`) when Chroma failed it: Chroma now and
-        then fails a query that races a write to the same collection with a 500 ("Error finding
-        id"), and the same read a moment later succeeds. A read changes nothing, so sending it again
-        is safe. A timeout or an unreachable server is not retried: that would only make the client
-        wait longer for the same 503."""
+        """`_with_handle`, sent again when Chroma failed it (a query racing a write can fail with a
+        500 that a moment later succeeds; a read is safe to repeat). Timeouts are not retried."""
         return _READ_RETRY(self._with_handle, name, what, op)
 
     # -- records ---------------------------------------------------------------------------
     def chunks(self, records: Sequence[Record], dim: int) -> Iterator[range]:
-        """Index ranges of `records` that fit one request: at most the server's max batch size and
-        `max_payload_bytes` of estimated JSON."""
+        """Index ranges of `records` within the server's max batch size and `max_payload_bytes`."""
         limit = self.max_batch_size()
         start, size = 0, 0
         for i, record in enumerate(records):
@@ -404,8 +380,7 @@ class ChromaStore:
         return [Record(i, docs[n] or "", dict(metas[n] or {})) for n, i in enumerate(page["ids"])]
 
     def ids(self, name: str) -> list[str]:
-        """Every id in the collection, in one request (a consistent snapshot, unlike paging by
-        offset while others write)."""
+        """Every id in the collection, in one request: a snapshot, unlike paging while others write."""
         return list(self._read(name, "get ids", lambda c: c.get(include=[]))["ids"])
 
     def delete(

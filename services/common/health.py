@@ -17,7 +17,7 @@ import anyio
 from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, Field
 
-from services.common.state import ServiceState
+from services.common.state import ServiceState, state_of
 from twotower.index.store import CollectionMissing, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,6 @@ class ReadinessMonitor:
 
 def service_router(
     service: str,
-    state_of: Callable[[Request], ServiceState[Any]],
     probes: Callable[[ServiceState[Any]], dict[str, Probe]],
     ready_summary: str,
 ) -> APIRouter:

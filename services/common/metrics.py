@@ -31,8 +31,8 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_fastapi_instrumentator import Instrumentator
 from prometheus_fastapi_instrumentator.metrics import Info
-from tokenizers import Tokenizer
 
+from services.common.models import WrappedEncoder
 from twotower.engine import Encoder
 
 # One line per request, written where the request id is known (uvicorn's own access log is not).
@@ -107,18 +107,12 @@ def chroma_observer(service: str) -> Callable[[str, float, bool], None]:
     return observe
 
 
-class TimedEncoder:
-    """An Encoder that times each tower call; everything else is the wrapped encoder's."""
+class TimedEncoder(WrappedEncoder):
+    """An Encoder that times each tower call."""
 
     def __init__(self, inner: Encoder, service: str) -> None:
-        self.inner, self.service = inner, service
-        self.engine, self.version = inner.engine, inner.version
-        self.dim, self.max_seq_length = inner.dim, inner.max_seq_length
-        self.batch_size = inner.batch_size
-
-    @property
-    def tokenizer(self) -> Tokenizer:
-        return self.inner.tokenizer
+        super().__init__(inner)
+        self.service = service
 
     @contextmanager
     def _timed(self, tower: str, n: int) -> Iterator[None]:
@@ -134,9 +128,6 @@ class TimedEncoder:
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
         with self._timed("document", len(texts)):
             return self.inner.encode_documents(texts)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def instrument_encoder(encoder: Encoder, service: str) -> Encoder:

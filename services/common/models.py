@@ -13,10 +13,35 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 
+import numpy as np
+from tokenizers import Tokenizer
+
 from services.common.settings import ServiceSettings
 from twotower.engine import TOWERS, Encoder, Tower, find_published, open_encoder
 
 log = logging.getLogger(__name__)
+
+
+class WrappedEncoder:
+    """An Encoder that hands every call to `inner`; a subclass overrides the calls it changes."""
+
+    def __init__(self, inner: Encoder) -> None:
+        self.inner = inner
+        self.engine, self.version, self.dim = inner.engine, inner.version, inner.dim
+        self.max_seq_length, self.batch_size = inner.max_seq_length, inner.batch_size
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self.inner.tokenizer
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self.inner.encode_queries(texts)
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self.inner.encode_documents(texts)
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 class Models:
@@ -75,10 +100,6 @@ class Models:
             future.set_result(encoder)
             log.info("model version %s loaded (%s engine)", version, encoder.engine)
         return future.result()
-
-    def loaded(self) -> list[str]:
-        with self._lock:
-            return [v for v, f in self._loads.items() if f.done() and f.exception() is None]
 
     def retain(self, versions: Iterable[str]) -> list[str]:
         """Let go of every version but `versions`; return those released. Requests still running

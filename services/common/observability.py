@@ -28,17 +28,17 @@ REQUEST_ID = "X-Request-ID"
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 
 
-def instrument_state(state: ServiceState[Any], service: str) -> None:
-    """Time every encoder the state loads (now and after a rollout), report every Chroma call,
-    and keep the served-version info metric current."""
-    state.models.wrappers.append(lambda encoder: instrument_encoder(encoder, service))
-    state.store.observer = chroma_observer(service)
-    state.on_swap.append(lambda serving: set_model_version(service, serving.version, serving.encoder.engine))
-
-
 def observed(service: str) -> Callable[[ServiceState[Any]], None]:
-    """For the lifespan's `instrument`: runs before the state loads its first model version."""
-    return lambda state: instrument_state(state, service)
+    """For the lifespan's `instrument` (it runs before the state loads its first model version)."""
+
+    def instrument(state: ServiceState[Any]) -> None:
+        state.models.wrappers.append(lambda encoder: instrument_encoder(encoder, service))
+        state.store.observer = chroma_observer(service)
+        state.on_swap.append(
+            lambda serving: set_model_version(service, serving.version, serving.encoder.engine)
+        )
+
+    return instrument
 
 
 async def _internal_error(request: Request, exc: Exception) -> PlainTextResponse:

@@ -18,7 +18,9 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, cast
+
+from fastapi import Request
 
 from services.common.models import Models
 from services.common.settings import ServiceSettings
@@ -152,6 +154,17 @@ class ServiceState(Generic[S]):
             self._watcher.join(timeout=5)
         self._current = None
         self.models.retain(())
+
+
+def state_of(request: Request) -> ServiceState[Any]:
+    """The state the app's lifespan (below) put on the request."""
+    return cast(ServiceState[Any], request.state.service)
+
+
+async def get_state(request: Request) -> ServiceState[Any]:
+    """`state_of` as a dependency: `async` though it awaits nothing, because FastAPI runs a plain
+    function dependency in its thread pool (a thread hop per request for one attribute read)."""
+    return state_of(request)
 
 
 def open_state(

@@ -33,7 +33,6 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
         },
     }
 }
-_UNAUTHORIZED = UNAUTHORIZED
 # `:path`, so that an id with a "/" (which no stored id has) is a 422 naming the rule, not a 404.
 DocIdPath = Annotated[
     str,
@@ -48,7 +47,7 @@ DocIdPath = Annotated[
     "",
     methods=["POST"],
     dependencies=[WriteAccess],
-    responses={**_UNAUTHORIZED, **BODY_RESPONSES, **STORE_RESPONSES},
+    responses={**UNAUTHORIZED, **BODY_RESPONSES, **STORE_RESPONSES},
     summary="Embed and store documents (upsert)",
 )
 async def upsert_documents(body: IngestRequest, state: StateDep, request: Request) -> IngestResponse:
@@ -96,7 +95,7 @@ def get_document(doc_id: DocIdPath, state: StateDep) -> DocumentOut:
 @router.delete(
     "/{doc_id:path}",
     dependencies=[WriteAccess],
-    responses={**_NOT_FOUND, **_UNAUTHORIZED, **STORE_RESPONSES},
+    responses={**_NOT_FOUND, **UNAUTHORIZED, **STORE_RESPONSES},
     summary="Delete one document",
 )
 def remove_document(doc_id: DocIdPath, state: StateDep) -> DeleteResponse:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServiceSettings
@@ -16,8 +16,7 @@ class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="INGEST_")
 
     port: int = Field(default=8001, ge=1, le=65535, description="Port gunicorn binds")
-    # Documents run the fp32 graphs on OpenVINO by default: on the benchmark's CPU (AVX512_BF16) it
-    # embeds them in bfloat16, about twice as fast as ONNX Runtime fp32, at cosine 0.99997 to it
+    # OpenVINO embeds in bfloat16 where the CPU has it, faster at nearly the same vectors
     # (docs/benchmarks.md, "Engines").
     onnx_backend: Literal["onnxruntime", "openvino"] = Field(
         default="openvino",
@@ -54,12 +53,6 @@ class Settings(ServiceSettings):
     api_key: SecretStr | None = Field(
         default=None, description="When set, POST and DELETE need it in the X-API-Key header (401 otherwise)"
     )
-
-    @field_validator("api_key", mode="before")
-    @classmethod
-    def _empty_key_is_unset(cls, value: object) -> object:
-        # (Not named like the base class's validator, which it would silently replace.)
-        return None if isinstance(value, str) and not value.strip() else value
 
 
 def passage_config(settings: Settings) -> PassageConfig:

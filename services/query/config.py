@@ -16,9 +16,7 @@ class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="QUERY_")
 
     port: int = Field(default=8000, ge=1, le=65535, description="Port gunicorn binds")
-    # Queries run the int8 graphs by default, documents (ServiceSettings) the fp32 ones: served
-    # SciFact and NPL nDCG@10 stayed within 0.005 of fp32 both ways, and the query tower is what a
-    # search waits for (docs/benchmarks.md, "Engines").
+    # int8 for queries (what a search waits for), fp32 for documents: see docs/benchmarks.md, "Engines".
     onnx_variant: Literal["fp32", "int8"] = Field(
         default="int8",
         description="onnx engine: int8 graphs (faster; exported with every version) or fp32 ones",
@@ -26,8 +24,7 @@ class Settings(ServiceSettings):
     max_body_bytes: int = Field(
         default=QUERY_MAX_BODY_BYTES, ge=1024, description="Largest request body; larger is a 413"
     )
-    # Unset: on for the torch engine, off for onnx, as the benchmark found each served more queries/s
-    # at 8 clients on the 2-core CPU (docs/benchmarks.md, "Micro-batching").
+    # Unset: on for torch, off for onnx, whichever served more queries/s (docs/benchmarks.md).
     micro_batch: bool | None = Field(
         default=None,
         description="Encode concurrent queries together, as one batch (services/query/batching.py); "

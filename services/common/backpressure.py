@@ -1,12 +1,9 @@
-"""Backpressure: a bounded number of requests per worker may wait for the model; the next one gets
-a 503 with Retry-After at once, instead of joining a queue without end.
+"""Backpressure: a bounded number of requests per worker (`max_pending`) may wait for the model;
+the next one gets a 503 with Retry-After at once, instead of joining a queue without end.
 
-Routes that run the model use `ModelRoute` as their route class. It admits the request before
-FastAPI reads and parses the body, and lets it go when the handler returns, so the count covers
-every request that holds or waits for the model (including a micro-batcher's queue, which sits
-inside the handler). The limit is the service's `max_pending` setting.
-
-Everything here runs on the event loop (one thread per worker), so the counter needs no lock.
+Routes that run the model use `ModelRoute`: it admits the request before FastAPI reads the body and
+lets it go when the handler returns, so the count covers every request that holds or waits for the
+model. Everything here runs on the event loop (one thread per worker), so the counter needs no lock.
 """
 
 from __future__ import annotations

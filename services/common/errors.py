@@ -94,16 +94,11 @@ async def _validation_failed(request: Request, exc: Exception) -> JSONResponse:
     return validation_error(issues)
 
 
-async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    # The reason (address, upstream text) is for operators, not clients.
+async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # A store failure's reason (address, upstream text) is for operators, not clients. A rollout
+    # finishing, or a collection built by another model, says what to run and reveals nothing internal.
     log.warning("%s %s: 503, %s", request.method, request.url.path, exc)
-    return unavailable(STORE_DOWN)
-
-
-async def _invalid_filter(request: Request, exc: Exception) -> JSONResponse:
-    log.info("%s %s: Chroma refused the filter: %s", request.method, request.url.path, exc)
-    issue = {"type": "invalid_filter", "loc": ["body", "where"], "msg": f"invalid where filter: {exc}"}
-    return validation_error([issue])
+    return unavailable(str(exc) if isinstance(exc, (RolloutInProgress, IndexMismatch)) else STORE_DOWN)
 
 
 async def _overloaded(request: Request, exc: Exception) -> JSONResponse:
@@ -128,27 +123,22 @@ async def _partial_write(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _said_as_is(request: Request, exc: Exception) -> JSONResponse:
-    # A rollout finishing, or a collection built by another model: the message says what to run
-    # and reveals nothing internal.
-    log.warning("%s %s: 503, %s", request.method, request.url.path, exc)
-    return unavailable(str(exc))
-
-
-async def _rejected(request: Request, exc: Exception) -> JSONResponse:
-    log.info("%s %s: Chroma refused the data: %s", request.method, request.url.path, exc)
-    issue = {"type": "rejected_by_index", "loc": ["body"], "msg": f"the index refused the data: {exc}"}
+async def _refused(request: Request, exc: Exception) -> JSONResponse:
+    # What Chroma refuses (a filter, the data) is the client's 422.
+    log.info("%s %s: Chroma refused: %s", request.method, request.url.path, exc)
+    if isinstance(exc, InvalidFilter):
+        issue = {"type": "invalid_filter", "loc": ["body", "where"], "msg": f"invalid where filter: {exc}"}
+    else:
+        issue = {"type": "rejected_by_index", "loc": ["body"], "msg": f"the index refused the data: {exc}"}
     return validation_error([issue])
 
 
 def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_failed)
-    app.add_exception_handler(StoreUnavailable, _store_unavailable)
     app.add_exception_handler(PartialWrite, _partial_write)
-    app.add_exception_handler(RolloutInProgress, _said_as_is)
-    app.add_exception_handler(IndexMismatch, _said_as_is)
-    app.add_exception_handler(StoreRejected, _rejected)
-    app.add_exception_handler(InvalidFilter, _invalid_filter)
+    for unavailable_error in (StoreUnavailable, RolloutInProgress, IndexMismatch):
+        app.add_exception_handler(unavailable_error, _unavailable)
+    app.add_exception_handler(StoreRejected, _refused)  # InvalidFilter's too: a subclass
     app.add_exception_handler(Overloaded, _overloaded)
 
 

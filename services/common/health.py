@@ -1,9 +1,8 @@
 """Liveness and readiness, shared by both services.
 
-Readiness is an ordered list of named checks; a service adds its own (the query service checks
-that its model version's collection exists). The first failing check gives the 503's reason, and
-the checks after it are not run (they would only repeat it). Liveness and readiness never wait
-behind the model or a stalled Chroma: see `service_router` and `ReadinessMonitor`.
+Readiness is an ordered list of named checks (a service adds its own); the first failure gives the
+503's reason and the checks after it are not run. Neither probe waits behind the model or a stalled
+Chroma: see `service_router` and `ReadinessMonitor`.
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
-"""Prometheus metrics of both services, served at `GET /metrics`.
+"""Prometheus metrics of both services, served at `GET /metrics`, every series labelled `service`.
 
-Every series carries a `service` label (query, ingest). Under gunicorn the workers share one
-multi-process directory (`PROMETHEUS_MULTIPROC_DIR`, prepared by the gunicorn config before any
-worker starts, see services/common/multiprocess.py), so a scrape answered by any worker counts
-every worker's requests. Without it (one uvicorn process, the tests) the default registry is used.
-
-The index layer (twotower.index) and the engines stay free of Prometheus: the store reports each
-Chroma call to an observer callback, and the encoder is wrapped here.
+Under gunicorn the workers share one multi-process directory (services/common/multiprocess.py), so a
+scrape answered by any worker counts every worker's requests. The index layer and the engines stay
+free of Prometheus: the store reports each Chroma call to an observer, and the encoder is wrapped here.
 """
 
 from __future__ import annotations

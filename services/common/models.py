@@ -1,9 +1,5 @@
-"""The encoders a service process holds: one per live model version, loaded on first use.
-
-Query processes hold the served version's; ingestion also holds a migration target's, for its dual
-writes. Loading happens once per version even when several requests ask at the same moment (they
-wait for the one load), and versions the serving pointer no longer names are let go.
-"""
+"""The encoders a service process holds: one per live model version, loaded once on first use
+(concurrent requests wait for the one load), let go when the serving pointer no longer names it."""
 
 from __future__ import annotations
 

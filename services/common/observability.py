@@ -1,12 +1,5 @@
-"""Wiring of metrics, request ids (asgi-correlation-id) and the access log into a service app: one call in each service's `main.py`.
-
-    app = FastAPI(..., lifespan=lifespan(settings, "query", instrument=observed("query")))
-    instrument_app(app, "query")
-
-`observed` instruments the state before it loads anything: every encoder it loads (the served
-version, and any version a rollout brings) has its tower calls timed, every Chroma call is
-reported, and the served model version is recorded on every swap.
-"""
+"""Metrics, request ids (asgi-correlation-id) and the access log, wired into a service app:
+`lifespan(..., instrument=observed("query"))` and `instrument_app(app, "query")` in its `main.py`."""
 
 from __future__ import annotations
 

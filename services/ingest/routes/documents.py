@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator
 
 from services.common.backpressure import model_route
-from services.common.errors import BODY_RESPONSES, STORE_RESPONSES, UNAUTHORIZED
+from services.common.errors import BODY_RESPONSES, STORE_RESPONSES, UNAUTHORIZED, described
 from services.common.metrics import count_deleted, count_ingested
 from services.ingest.deps import StateDep, WriteAccess
 from services.ingest.indexer import ClientGone, delete_document, fetch_document, index_documents
@@ -25,14 +25,7 @@ from services.ingest.schemas import (
 
 router = APIRouter(prefix="/documents", tags=["documents"])
 
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {
-        "description": "No document with this id",
-        "content": {
-            "application/json": {"example": {"detail": "no document with id 'faq-1' in docs-3f2a9c1b"}}
-        },
-    }
-}
+_NOT_FOUND = described(404, "No document with this id", "no document with id 'faq-1' in docs-3f2a9c1b")
 # `:path`, so that an id with a "/" (which no stored id has) is a 422 naming the rule, not a 404.
 DocIdPath = Annotated[
     str,
@@ -57,17 +50,8 @@ async def upsert_documents(body: IngestRequest, state: StateDep, request: Reques
     left: the documents stored until then are whole, the others untouched."""
     settings = state.settings
     if len(body.documents) > settings.max_documents_per_request:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "too_long",
-                    "loc": ("body", "documents"),
-                    "msg": f"at most {settings.max_documents_per_request} documents per request, "
-                    f"got {len(body.documents)}",
-                    "input": None,
-                }
-            ]
-        )
+        msg = f"at most {settings.max_documents_per_request} documents per request, got {len(body.documents)}"
+        raise RequestValidationError([{"type": "too_long", "loc": ("body", "documents"), "msg": msg}])
     # The work a request causes grows with its characters: bounded before any of it starts.
     chars = sum(len(d.text) + len(d.title or "") for d in body.documents)
     if chars > settings.max_request_chars:

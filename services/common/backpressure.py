@@ -9,12 +9,10 @@ model. Everything here runs on the event loop (one thread per worker), so the co
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from fastapi.routing import APIRoute
-
-Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 
 # Seconds to wait before retrying an overloaded worker: the queue moves in well under a second.
 OVERLOAD_RETRY_AFTER_S = 1
@@ -74,14 +72,3 @@ class ModelRoute(APIRoute):
                 gate.leave()
 
         return gated
-
-
-def model_route(router: APIRouter, path: str, **kwargs: Any) -> Callable[[Endpoint], Endpoint]:
-    """`@router.post(...)`-style decorator for one route of a router whose other routes need no
-    gate: `@model_route(router, "", methods=["POST"], ...)`."""
-
-    def decorate(endpoint: Endpoint) -> Endpoint:
-        router.add_api_route(path, endpoint, route_class_override=ModelRoute, **kwargs)
-        return endpoint
-
-    return decorate

@@ -51,12 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--retries", type=int, default=5, help="retries per batch on connection errors/5xx")
     parser.add_argument("--timeout", type=float, default=300, help="seconds per request")
     args = parser.parse_args(argv)
-    if (
-        args.batch_size < 1
-        or args.max_chars < 1
-        or (args.limit is not None and args.limit < 0)
-        or args.retries < 0
-    ):
+    if min(args.batch_size, args.max_chars) < 1 or min(args.limit or 0, args.retries) < 0:
         parser.error("--batch-size and --max-chars must be >= 1, --limit and --retries >= 0")
     return args
 

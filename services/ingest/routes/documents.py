@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Path, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator
 
-from services.common.backpressure import model_route
+from services.common.backpressure import ModelRoute
 from services.common.errors import BODY_RESPONSES, STORE_RESPONSES, UNAUTHORIZED, described
 from services.common.metrics import count_deleted, count_ingested
 from services.ingest.deps import StateDep, WriteAccess
@@ -23,7 +23,9 @@ from services.ingest.schemas import (
     valid_id,
 )
 
-router = APIRouter(prefix="/documents", tags=["documents"])
+router = APIRouter(tags=["documents"])
+# POST runs the document tower: it passes the worker's backpressure gate first (ModelRoute).
+model_router = APIRouter(route_class=ModelRoute)
 
 _NOT_FOUND = described(404, "No document with this id", "no document with id 'faq-1' in docs-3f2a9c1b")
 # `:path`, so that an id with a "/" (which no stored id has) is a 422 naming the rule, not a 404.
@@ -34,11 +36,8 @@ DocIdPath = Annotated[
 ]
 
 
-# POST runs the document tower: it passes the worker's backpressure gate first (model_route).
-@model_route(
-    router,
-    "",
-    methods=["POST"],
+@model_router.post(
+    "/documents",
     dependencies=[WriteAccess],
     responses={**UNAUTHORIZED, **BODY_RESPONSES, **STORE_RESPONSES},
     summary="Embed and store documents (upsert)",
@@ -71,13 +70,15 @@ async def upsert_documents(body: IngestRequest, state: StateDep, request: Reques
     return response
 
 
-@router.get("/{doc_id:path}", responses={**_NOT_FOUND, **STORE_RESPONSES}, summary="Read one document")
+@router.get(
+    "/documents/{doc_id:path}", responses={**_NOT_FOUND, **STORE_RESPONSES}, summary="Read one document"
+)
 def get_document(doc_id: DocIdPath, state: StateDep) -> DocumentOut:
     return fetch_document(state, doc_id)
 
 
 @router.delete(
-    "/{doc_id:path}",
+    "/documents/{doc_id:path}",
     dependencies=[WriteAccess],
     responses={**_NOT_FOUND, **UNAUTHORIZED, **STORE_RESPONSES},
     summary="Delete one document",
@@ -86,3 +87,6 @@ def remove_document(doc_id: DocIdPath, state: StateDep) -> DeleteResponse:
     response = delete_document(state, doc_id)
     count_deleted("ingest")
     return response
+
+
+router.include_router(model_router)

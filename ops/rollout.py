@@ -5,18 +5,17 @@
     python -m ops.rollout --abort                 # back to the served version (target kept)
     python -m ops.rollout --cleanup               # drop collections no version is served from
 
-Publishing (training) never changes what is served: this does. The steps (twotower.index.migration):
-the target's collection is made and the serving pointer set to "migrating", from which moment the
-ingestion service writes every document to both versions' collections; the served collection's
-documents are copied into the target with its document tower (progress bar, ETA; never overwriting a
-newer write); then "finalizing" holds new writes for a moment, reconciles what was written meanwhile,
-and points every service at the target. The query and ingestion processes switch within a few
+Publishing never changes what is served: this does (twotower.index.migration). From "migrating" on,
+ingestion writes every document to both versions' collections while the served collection is copied
+into the target's with its document tower (never overwriting a newer write); "finalizing" holds
+writes for a moment, reconciles, and points every service at the target, which they switch to within
 seconds, without a restart. Killed half-way, running it again resumes.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import time
@@ -88,19 +87,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def rollout(args: argparse.Namespace, store: ChromaStore) -> str:
     """Do what the arguments ask; return the one-line summary."""
     roots = [args.weights_dir] + ([args.models_dir] if args.models_dir else [])
-    encoders: dict[str, Encoder] = {}
 
+    @functools.cache
     def encoder_for(version: str) -> Encoder:
-        if version not in encoders:
-            encoders[version] = open_encoder(
-                roots,
-                version,
-                engine=args.engine,
-                device=args.device,
-                variant=args.onnx_variant,
-                backend=args.onnx_backend,
-            )
-        return encoders[version]
+        return open_encoder(
+            roots,
+            version,
+            engine=args.engine,
+            device=args.device,
+            variant=args.onnx_variant,
+            backend=args.onnx_backend,
+        )
 
     plan = Rollout(store, encoder_for, PassageConfig(args.passage_tokens, args.passage_overlap))
     if args.status:

@@ -50,29 +50,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--chroma-host", default="localhost")
     parser.add_argument("--chroma-port", type=int, default=8002)
     parser.add_argument("--collection-prefix", default="docs")
-    # Backfilled vectors must be those the ingestion service computes for new documents: the same
-    # engine, variant and backend by default (INGEST_ENGINE / INGEST_ONNX_VARIANT /
-    # INGEST_ONNX_BACKEND, as the services read them).
-    parser.add_argument(
-        "--engine",
-        choices=["torch", "onnx"],
-        default=os.environ.get("INGEST_ENGINE", "onnx"),
-        help="how documents are embedded (default: INGEST_ENGINE, else onnx, as the ingestion service)",
+    embedding = parser.add_argument_group(
+        "how documents are embedded",
+        "Backfilled vectors must be those the ingestion service computes for new documents: by default "
+        "its engine, variant and backend (INGEST_ENGINE, INGEST_ONNX_VARIANT, INGEST_ONNX_BACKEND).",
     )
-    parser.add_argument(
-        "--onnx-variant",
-        choices=["fp32", "int8"],
-        default=os.environ.get("INGEST_ONNX_VARIANT", "fp32"),
-        help="onnx graphs on CPU (default: INGEST_ONNX_VARIANT, else fp32, as the ingestion service)",
-    )
-    parser.add_argument(
-        "--onnx-backend",
-        choices=["onnxruntime", "openvino"],
-        default=os.environ.get("INGEST_ONNX_BACKEND", "openvino"),
-        help="runtime of the fp32 graphs on CPU (default: INGEST_ONNX_BACKEND, else openvino, as the "
-        "ingestion service)",
-    )
-    parser.add_argument("--device", default=None)
+    env, shown = os.environ.get, "default: %(default)s"
+    engine = env("INGEST_ENGINE", "onnx")
+    embedding.add_argument("--engine", choices=["torch", "onnx"], default=engine, help=shown)
+    variant = env("INGEST_ONNX_VARIANT", "fp32")
+    embedding.add_argument("--onnx-variant", choices=["fp32", "int8"], default=variant, help=shown)
+    backend = env("INGEST_ONNX_BACKEND", "openvino")
+    embedding.add_argument("--onnx-backend", choices=["onnxruntime", "openvino"], default=backend, help=shown)
+    embedding.add_argument("--device", default=None)
     parser.add_argument("--batch-size", type=int, default=64, help="documents embedded per step")
     parser.add_argument("--passage-tokens", type=int, default=PassageConfig.tokens)
     parser.add_argument("--passage-overlap", type=int, default=PassageConfig.overlap)

@@ -62,9 +62,11 @@ def bounded(text: str, limit: int = MAX_MSG_CHARS) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def unavailable(detail: str, retry_after: int = RETRY_AFTER_S) -> JSONResponse:
+def unavailable(detail: str, retry_after: int = RETRY_AFTER_S, **content: Any) -> JSONResponse:
     return JSONResponse(
-        status_code=503, content={"detail": bounded(detail)}, headers={"Retry-After": str(retry_after)}
+        status_code=503,
+        content={"detail": bounded(detail), **content},
+        headers={"Retry-After": str(retry_after)},
     )
 
 
@@ -116,11 +118,7 @@ async def _partial_write(request: Request, exc: Exception) -> JSONResponse:
         exc,
     )
     detail = f"{STORE_DOWN.split(';')[0]} part-way through this request: the documents in `stored` were stored, the others were not"
-    return JSONResponse(
-        status_code=503,
-        content={"detail": detail, "stored": exc.stored},
-        headers={"Retry-After": str(RETRY_AFTER_S)},
-    )
+    return unavailable(detail, stored=exc.stored)
 
 
 async def _refused(request: Request, exc: Exception) -> JSONResponse:

@@ -86,14 +86,6 @@ def set_model_version(service: str, version: str, engine: str) -> None:
     _served[service] = (version, engine)
 
 
-def count_ingested(service: str, n: int) -> None:
-    DOCUMENTS_INGESTED.labels(service).inc(n)
-
-
-def count_deleted(service: str, n: int = 1) -> None:
-    DOCUMENTS_DELETED.labels(service).inc(n)
-
-
 def chroma_observer(service: str) -> Callable[[str, float, bool], None]:
     """The callback for `ChromaStore.observer`: called with (operation, seconds, ok) after each call."""
 
@@ -124,11 +116,6 @@ class TimedEncoder(WrappedEncoder):
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
         with self._timed("document", len(texts)):
             return self.inner.encode_documents(texts)
-
-
-def instrument_encoder(encoder: Encoder, service: str) -> Encoder:
-    """`encoder` with its tower calls timed (idempotent), to install wherever an encoder is opened."""
-    return encoder if isinstance(encoder, TimedEncoder) else TimedEncoder(encoder, service)
 
 
 def instrument_http(app: FastAPI, service: str) -> None:

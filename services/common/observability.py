@@ -11,7 +11,7 @@ from asgi_correlation_id import CorrelationIdMiddleware, correlation_id
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse
 
-from services.common.metrics import chroma_observer, instrument_encoder, instrument_http, set_model_version
+from services.common.metrics import TimedEncoder, chroma_observer, instrument_http, set_model_version
 from services.common.metrics import router as metrics_router
 from services.common.state import ServiceState
 
@@ -25,7 +25,7 @@ def observed(service: str) -> Callable[[ServiceState[Any]], None]:
     """For the lifespan's `instrument` (it runs before the state loads its first model version)."""
 
     def instrument(state: ServiceState[Any]) -> None:
-        state.models.wrappers.append(lambda encoder: instrument_encoder(encoder, service))
+        state.models.wrappers.append(lambda encoder: TimedEncoder(encoder, service))
         state.store.observer = chroma_observer(service)
         state.on_swap.append(
             lambda serving: set_model_version(service, serving.version, serving.encoder.engine)

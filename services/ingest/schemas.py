@@ -106,23 +106,13 @@ class DocumentIn(BaseModel):
     metadata: Metadata = Field(default_factory=dict)
 
 
+EXAMPLE = {"id": "faq-1", "title": "Returns", "text": "Items can be returned within 30 days of delivery."}
+
+
 class IngestRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "documents": [
-                        {
-                            "id": "faq-1",
-                            "title": "Returns",
-                            "text": "Items can be returned within 30 days of delivery.",
-                            "metadata": {"source": "faq"},
-                        }
-                    ]
-                }
-            ]
-        },
+        json_schema_extra={"examples": [{"documents": [{**EXAMPLE, "metadata": {"source": "faq"}}]}]},
     )
 
     documents: list[DocumentIn] = Field(

@@ -10,7 +10,7 @@ from pydantic import AfterValidator
 
 from services.common.backpressure import ModelRoute
 from services.common.errors import BODY_RESPONSES, STORE_RESPONSES, UNAUTHORIZED, described
-from services.common.metrics import count_deleted, count_ingested
+from services.common.metrics import DOCUMENTS_DELETED, DOCUMENTS_INGESTED
 from services.ingest.deps import StateDep, WriteAccess
 from services.ingest.indexer import ClientGone, delete_document, fetch_document, index_documents
 from services.ingest.schemas import (
@@ -63,10 +63,10 @@ async def upsert_documents(body: IngestRequest, state: StateDep, request: Reques
     try:
         response = await index_documents(state, body.documents, request.is_disconnected)
     except ClientGone as gone:
-        count_ingested("ingest", len(gone.stored))
+        DOCUMENTS_INGESTED.labels("ingest").inc(len(gone.stored))
         # Nobody reads this answer; the access log and metrics show it as nginx's "client closed".
         raise HTTPException(499, str(gone)) from None
-    count_ingested("ingest", response.upserted)
+    DOCUMENTS_INGESTED.labels("ingest").inc(response.upserted)
     return response
 
 
@@ -85,7 +85,7 @@ def get_document(doc_id: DocIdPath, state: StateDep) -> DocumentOut:
 )
 def remove_document(doc_id: DocIdPath, state: StateDep) -> DeleteResponse:
     response = delete_document(state, doc_id)
-    count_deleted("ingest")
+    DOCUMENTS_DELETED.labels("ingest").inc()
     return response
 
 

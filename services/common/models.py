@@ -41,25 +41,18 @@ class WrappedEncoder:
 
 
 class Models:
-    def __init__(
-        self,
-        settings: ServiceSettings,
-        *,
-        towers: Sequence[Tower] = TOWERS,
-        wrap: Callable[[Encoder], Encoder] | None = None,
-    ) -> None:
+    def __init__(self, settings: ServiceSettings, *, towers: Sequence[Tower] = TOWERS) -> None:
         self.settings = settings
         self.roots = settings.model_roots()
-        # The towers this service runs (loaded up front; onnx loads another only if asked), and
-        # what the service itself wraps each encoder in (the query service's micro-batcher).
-        self.towers, self.service_wrap = tuple(towers), wrap
+        # The towers this service runs (loaded up front; onnx loads another only if asked).
+        self.towers = tuple(towers)
         self._lock = threading.Lock()
         self._loads: dict[str, Future[Encoder]] = {}
         # The untrained base model, when nothing is published: served under its own content-
         # derived version, which is only known once it is loaded.
         self._base: Encoder | None = None
-        # Applied, in order, to every encoder as it is loaded: metrics timing
-        # (services/common/observability.py), query micro-batching (services/query/batching.py).
+        # Applied, in order, to every encoder as it is loaded: the query service's micro-batcher
+        # (services/query/batching.py), then metrics timing (services/common/observability.py).
         self.wrappers: list[Callable[[Encoder], Encoder]] = []
 
     def default_version(self) -> str:
@@ -123,8 +116,6 @@ class Models:
             variant=s.onnx_variant,
             backend=s.onnx_backend,
         )
-        if self.service_wrap is not None:
-            encoder = self.service_wrap(encoder)
         for wrap in self.wrappers:
             encoder = wrap(encoder)
         return encoder

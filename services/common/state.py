@@ -184,7 +184,9 @@ def lifespan(
             connect_timeout_s=settings.chroma_connect_timeout_s,
             timeout_s=settings.chroma_timeout_s,
         )
-        models = Models(settings, towers=ROLE_TOWERS[role], wrap=wrap)
+        models = Models(settings, towers=ROLE_TOWERS[role])
+        if wrap is not None:
+            models.wrappers.append(wrap)
         state = ServiceState(settings, store, models, passage_config or PassageConfig(), role)
         if instrument is not None:
             instrument(state)

@@ -5,18 +5,17 @@
     python -m ops.rollout --abort                 # back to the served version (target kept)
     python -m ops.rollout --cleanup               # drop collections no version is served from
 
-Publishing (training) never changes what is served: this does. The steps (twotower.index.migration):
-the target's collection is made and the serving pointer set to "migrating", from which moment the
-ingestion service writes every document to both versions' collections; the served collection's
-documents are copied into the target with its document tower (progress bar, ETA; never overwriting a
-newer write); then "finalizing" holds new writes for a moment, reconciles what was written meanwhile,
-and points every service at the target. The query and ingestion processes switch within a few
+Publishing never changes what is served: this does (twotower.index.migration). From "migrating" on,
+ingestion writes every document to both versions' collections while the served collection is copied
+into the target's with its document tower (never overwriting a newer write); "finalizing" holds
+writes for a moment, reconciles, and points every service at the target, which they switch to within
 seconds, without a restart. Killed half-way, running it again resumes.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import time
@@ -51,29 +50,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--chroma-host", default="localhost")
     parser.add_argument("--chroma-port", type=int, default=8002)
     parser.add_argument("--collection-prefix", default="docs")
-    # Backfilled vectors must be those the ingestion service computes for new documents: the same
-    # engine, variant and backend by default (INGEST_ENGINE / INGEST_ONNX_VARIANT /
-    # INGEST_ONNX_BACKEND, as the services read them).
-    parser.add_argument(
-        "--engine",
-        choices=["torch", "onnx"],
-        default=os.environ.get("INGEST_ENGINE", "onnx"),
-        help="how documents are embedded (default: INGEST_ENGINE, else onnx, as the ingestion service)",
+    embedding = parser.add_argument_group(
+        "how documents are embedded",
+        "Backfilled vectors must be those the ingestion service computes for new documents: by default "
+        "its engine, variant and backend (INGEST_ENGINE, INGEST_ONNX_VARIANT, INGEST_ONNX_BACKEND).",
     )
-    parser.add_argument(
-        "--onnx-variant",
-        choices=["auto", "fp32", "int8"],
-        default=os.environ.get("INGEST_ONNX_VARIANT", "auto"),
-        help="onnx graphs on CPU (default: INGEST_ONNX_VARIANT, else auto, as the ingestion service)",
+    env, shown = os.environ.get, "default: %(default)s"
+    engine = env("INGEST_ENGINE", "onnx")
+    embedding.add_argument("--engine", choices=["torch", "onnx"], default=engine, help=shown)
+    variant = env("INGEST_ONNX_VARIANT", "auto")
+    embedding.add_argument("--onnx-variant", choices=["auto", "fp32", "int8"], default=variant, help=shown)
+    backend = env("INGEST_ONNX_BACKEND", "auto")
+    embedding.add_argument(
+        "--onnx-backend", choices=["auto", "onnxruntime", "openvino"], default=backend, help=shown
     )
-    parser.add_argument(
-        "--onnx-backend",
-        choices=["auto", "onnxruntime", "openvino"],
-        default=os.environ.get("INGEST_ONNX_BACKEND", "auto"),
-        help="runtime of the fp32 graphs on CPU (default: INGEST_ONNX_BACKEND, else auto, as the "
-        "ingestion service)",
-    )
-    parser.add_argument("--device", default=None)
+    embedding.add_argument("--device", default=None)
     parser.add_argument("--batch-size", type=int, default=64, help="documents embedded per step")
     parser.add_argument("--passage-tokens", type=int, default=PassageConfig.tokens)
     parser.add_argument("--passage-overlap", type=int, default=PassageConfig.overlap)
@@ -88,19 +79,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def rollout(args: argparse.Namespace, store: ChromaStore) -> str:
     """Do what the arguments ask; return the one-line summary."""
     roots = [args.weights_dir] + ([args.models_dir] if args.models_dir else [])
-    encoders: dict[str, Encoder] = {}
 
+    @functools.cache
     def encoder_for(version: str) -> Encoder:
-        if version not in encoders:
-            encoders[version] = open_encoder(
-                roots,
-                version,
-                engine=args.engine,
-                device=args.device,
-                variant=args.onnx_variant,
-                backend=args.onnx_backend,
-            )
-        return encoders[version]
+        return open_encoder(
+            roots,
+            version,
+            engine=args.engine,
+            device=args.device,
+            variant=args.onnx_variant,
+            backend=args.onnx_backend,
+        )
 
     plan = Rollout(store, encoder_for, PassageConfig(args.passage_tokens, args.passage_overlap))
     if args.status:

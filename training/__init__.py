@@ -1,1 +1,1 @@
-"""Training, evaluation, served evaluation and rollouts of the two-tower model."""
+"""Training, evaluation and served evaluation of the two-tower model (rollouts: `ops`)."""

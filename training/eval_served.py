@@ -3,10 +3,8 @@
     python -m training.eval_served --data ../shared/data/scifact --split test \
         --ingest-url http://localhost:8001 --query-url http://localhost:8000
 
-Posts the BEIR corpus to the ingestion service (through `twotower.client`, the client the loader
-uses), then sends every query of the split to the query service's `/search` with k=100 and
-scores the answers with the same metrics as `training.evaluate`. Both services must serve the same
-model version (each version has its own collection).
+Posts the BEIR corpus through `twotower.client`, sends every query of the split to `/search` with
+k=100 and scores the answers as `training.evaluate` does. Both services must serve one model version.
 """
 
 from __future__ import annotations
@@ -152,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
     try:
         report = evaluate_served(
             args.data,
@@ -162,14 +161,14 @@ def main(argv: list[str] | None = None) -> None:
             args.skip_ingest,
             args.batch_size,
             args.concurrency,
-            tuple(m.strip() for m in args.modes.split(",") if m.strip()),
+            modes,
         )
     except (ServedEvalError, LoaderError) as exc:
         parser.exit(1, f"eval-served: {exc}\n")
     out = Path(args.out or f"runs/served-{Path(args.data).name}-{args.split}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    for mode in (m.strip() for m in args.modes.split(",") if m.strip()):
+    for mode in modes:
         m = report[mode]
         print(
             f"served {report['model_version']} ({mode}): {Path(args.data).name} {args.split} "

@@ -7,17 +7,13 @@ The recipe, top to bottom:
   1. Carve a validation split (a seeded fraction of the *train* queries); test qrels are never read.
   2. Mine hard negatives with BM25: its top documents for each query, minus every known positive.
   3. Train with in-batch negatives + one hard negative per pair (MNRL / InfoNCE), or the triplet
-     margin loss. Full mode trains backbone and heads; frozen mode caches backbone embeddings once
-     and trains only the heads (an epoch takes seconds on a CPU).
-  4. Keep the epoch with the best validation nDCG@10 (reranking a pool of val positives + BM25's top
-     documents, so an evaluation stays cheap on a CPU).
-  5. WiSE-FT: interpolate the weights between the untrained model and the fine-tuned one (the
-     backbone's all; the heads' output layers, see `objectives.head_inner_layers`). Fine-tuning
-     alone learns the training domain and forgets others; the interpolation keeps most of the gain
-     and little of the forgetting. The ratio is fixed on principle (0.5 = the midpoint), not tuned
-     on any test set.
+     margin loss: backbone and heads, or (frozen) the heads only over cached backbone embeddings.
+  4. Keep the epoch with the best validation nDCG@10 (over a pool of val positives + BM25's top).
+  5. WiSE-FT: interpolate between the untrained and the fine-tuned weights (the backbone's all, the
+     heads' output layers), keeping most of the gain and little of the forgetting of other domains.
+     The ratio is fixed on principle (0.5), not tuned on any test set.
   6. Publish (config + safetensors, content-derived version, LATEST moved atomically) with the
-     settings and metrics in the artifact's metadata, and log everything to wandb (offline default).
+     settings and metrics in the artifact's metadata; log to wandb (offline by default).
 """
 
 from __future__ import annotations
@@ -118,14 +114,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     doc_ids = sorted(corpus)
     bm25 = BM25(doc_ids, [doc_text(corpus[d]) for d in doc_ids])
     negatives = mine_bm25_negatives(bm25, queries, train_qrels, cfg.neg_depth, cfg.seed)
-    val_pool = sorted(
-        {d for rel in val_qrels.values() for d in rel}
-        | {
-            d
-            for ranked in bm25.search([queries[q] for q in sorted(val_qrels)], cfg.val_depth)
-            for d in ranked
-        }
-    )
+    val_ranked = bm25.search([queries[q] for q in sorted(val_qrels)], cfg.val_depth)
+    val_pool = sorted({d for rel in val_qrels.values() for d in rel} | {d for r in val_ranked for d in r})
     log.info("%d train / %d val queries, val pool %d docs", len(train_qrels), len(val_qrels), len(val_pool))
 
     # -- model ------------------------------------------------------------------------------
@@ -133,6 +123,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     serve_len = model.backbone.max_seq_length
     model.backbone.max_seq_length = cfg.max_seq_length
     start_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    doc_cache: dict[str, torch.Tensor] = {}
+    query_cache: dict[str, torch.Tensor] = {}
     if cfg.train_backbone:
         params = list(model.parameters())
     else:
@@ -146,21 +138,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         )
         needed_queries = sorted(set(train_qrels) | set(val_qrels))
         log.info("caching backbone embeddings of %d documents", len(needed_docs))
-        doc_cache = dict(
-            zip(
-                needed_docs,
-                model.embed_backbone([doc_text(corpus[d]) for d in needed_docs], progress=True),
-                strict=True,
-            )
-        )
-        query_cache = dict(
-            zip(needed_queries, model.embed_backbone([queries[q] for q in needed_queries]), strict=True)
-        )
+        doc_vectors = model.embed_backbone([doc_text(corpus[d]) for d in needed_docs], progress=True)
+        doc_cache = dict(zip(needed_docs, doc_vectors, strict=True))
+        query_vectors = model.embed_backbone([queries[q] for q in needed_queries])
+        query_cache = dict(zip(needed_queries, query_vectors, strict=True))
 
-    def embed(ids: list[str], texts_of: Any, cache: dict[str, torch.Tensor] | None) -> torch.Tensor:
+    def embed(ids: list[str], texts_of: Any, cache: dict[str, torch.Tensor]) -> torch.Tensor:
         if cfg.train_backbone:
             return model.backbone_forward([texts_of(i) for i in ids])
-        assert cache is not None
         return torch.stack([cache[i] for i in ids])
 
     @torch.no_grad()
@@ -214,12 +199,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             dids = [p.positive_id for p in batch]
             if all(p.negative_id for p in batch):
                 dids += [p.negative_id for p in batch if p.negative_id]
-            q = model.query_tower(
-                embed(qids, queries.__getitem__, None if cfg.train_backbone else query_cache)
-            )
-            d = model.document_tower(
-                embed(dids, lambda i: doc_text(corpus[i]), None if cfg.train_backbone else doc_cache)
-            )
+            q = model.query_tower(embed(qids, queries.__getitem__, query_cache))
+            d = model.document_tower(embed(dids, lambda i: doc_text(corpus[i]), doc_cache))
             known = positive_mask(qids, dids, qrels)
             loss = (
                 mnrl_loss(q, d, known, cfg.scale)

@@ -1,23 +1,18 @@
-"""Backpressure: a bounded number of requests per worker may wait for the model; the next one gets
-a 503 with Retry-After at once, instead of joining a queue without end.
+"""Backpressure: a bounded number of requests per worker (`max_pending`) may wait for the model;
+the next one gets a 503 with Retry-After at once, instead of joining a queue without end.
 
-Routes that run the model use `ModelRoute` as their route class. It admits the request before
-FastAPI reads and parses the body, and lets it go when the handler returns, so the count covers
-every request that holds or waits for the model (including a micro-batcher's queue, which sits
-inside the handler). The limit is the service's `max_pending` setting.
-
-Everything here runs on the event loop (one thread per worker), so the counter needs no lock.
+Routes that run the model use `ModelRoute`: it admits the request before FastAPI reads the body and
+lets it go when the handler returns, so the count covers every request that holds or waits for the
+model. Everything here runs on the event loop (one thread per worker), so the counter needs no lock.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from fastapi.routing import APIRoute
-
-Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 
 # Seconds to wait before retrying an overloaded worker: the queue moves in well under a second.
 OVERLOAD_RETRY_AFTER_S = 1
@@ -77,14 +72,3 @@ class ModelRoute(APIRoute):
                 gate.leave()
 
         return gated
-
-
-def model_route(router: APIRouter, path: str, **kwargs: Any) -> Callable[[Endpoint], Endpoint]:
-    """`@router.post(...)`-style decorator for one route of a router whose other routes need no
-    gate: `@model_route(router, "", methods=["POST"], ...)`."""
-
-    def decorate(endpoint: Endpoint) -> Endpoint:
-        router.add_api_route(path, endpoint, route_class_override=ModelRoute, **kwargs)
-        return endpoint
-
-    return decorate

@@ -62,9 +62,11 @@ def bounded(text: str, limit: int = MAX_MSG_CHARS) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def unavailable(detail: str, retry_after: int = RETRY_AFTER_S) -> JSONResponse:
+def unavailable(detail: str, retry_after: int = RETRY_AFTER_S, **content: Any) -> JSONResponse:
     return JSONResponse(
-        status_code=503, content={"detail": bounded(detail)}, headers={"Retry-After": str(retry_after)}
+        status_code=503,
+        content={"detail": bounded(detail), **content},
+        headers={"Retry-After": str(retry_after)},
     )
 
 
@@ -94,16 +96,11 @@ async def _validation_failed(request: Request, exc: Exception) -> JSONResponse:
     return validation_error(issues)
 
 
-async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    # The reason (address, upstream text) is for operators, not clients.
+async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # A store failure's reason (address, upstream text) is for operators, not clients. A rollout
+    # finishing, or a collection built by another model, says what to run and reveals nothing internal.
     log.warning("%s %s: 503, %s", request.method, request.url.path, exc)
-    return unavailable(STORE_DOWN)
-
-
-async def _invalid_filter(request: Request, exc: Exception) -> JSONResponse:
-    log.info("%s %s: Chroma refused the filter: %s", request.method, request.url.path, exc)
-    issue = {"type": "invalid_filter", "loc": ["body", "where"], "msg": f"invalid where filter: {exc}"}
-    return validation_error([issue])
+    return unavailable(str(exc) if isinstance(exc, (RolloutInProgress, IndexMismatch)) else STORE_DOWN)
 
 
 async def _overloaded(request: Request, exc: Exception) -> JSONResponse:
@@ -121,34 +118,25 @@ async def _partial_write(request: Request, exc: Exception) -> JSONResponse:
         exc,
     )
     detail = f"{STORE_DOWN.split(';')[0]} part-way through this request: the documents in `stored` were stored, the others were not"
-    return JSONResponse(
-        status_code=503,
-        content={"detail": detail, "stored": exc.stored},
-        headers={"Retry-After": str(RETRY_AFTER_S)},
-    )
+    return unavailable(detail, stored=exc.stored)
 
 
-async def _said_as_is(request: Request, exc: Exception) -> JSONResponse:
-    # A rollout finishing, or a collection built by another model: the message says what to run
-    # and reveals nothing internal.
-    log.warning("%s %s: 503, %s", request.method, request.url.path, exc)
-    return unavailable(str(exc))
-
-
-async def _rejected(request: Request, exc: Exception) -> JSONResponse:
-    log.info("%s %s: Chroma refused the data: %s", request.method, request.url.path, exc)
-    issue = {"type": "rejected_by_index", "loc": ["body"], "msg": f"the index refused the data: {exc}"}
+async def _refused(request: Request, exc: Exception) -> JSONResponse:
+    # What Chroma refuses (a filter, the data) is the client's 422.
+    log.info("%s %s: Chroma refused: %s", request.method, request.url.path, exc)
+    if isinstance(exc, InvalidFilter):
+        issue = {"type": "invalid_filter", "loc": ["body", "where"], "msg": f"invalid where filter: {exc}"}
+    else:
+        issue = {"type": "rejected_by_index", "loc": ["body"], "msg": f"the index refused the data: {exc}"}
     return validation_error([issue])
 
 
 def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_failed)
-    app.add_exception_handler(StoreUnavailable, _store_unavailable)
     app.add_exception_handler(PartialWrite, _partial_write)
-    app.add_exception_handler(RolloutInProgress, _said_as_is)
-    app.add_exception_handler(IndexMismatch, _said_as_is)
-    app.add_exception_handler(StoreRejected, _rejected)
-    app.add_exception_handler(InvalidFilter, _invalid_filter)
+    for unavailable_error in (StoreUnavailable, RolloutInProgress, IndexMismatch):
+        app.add_exception_handler(unavailable_error, _unavailable)
+    app.add_exception_handler(StoreRejected, _refused)  # InvalidFilter's too: a subclass
     app.add_exception_handler(Overloaded, _overloaded)
 
 

@@ -33,10 +33,6 @@ class EscapeControlsFilter(logging.Filter):
         return True
 
 
-# uvicorn's worker (the `uvicorn-worker` package) with httptools and uvloop required: worker.py.
-WORKER_CLASS = "services.common.worker.ServiceWorker"
-
-
 LogFormat = Literal["plain", "json"]
 PLAIN = "%(asctime)s [%(process)d] %(levelname)s %(name)s [%(correlation_id)s]: %(message)s"
 # python-json-logger: one JSON object per line, these fields (and any `extra`) as its keys.
@@ -88,7 +84,8 @@ def gunicorn_options(settings: ServiceSettings) -> dict[str, Any]:
     return {
         "bind": f"{settings.host}:{settings.port}",
         "workers": settings.workers,
-        "worker_class": WORKER_CLASS,
+        # uvicorn's worker with httptools and uvloop required and the request head bounded.
+        "worker_class": "services.common.worker.ServiceWorker",
         # Each worker loads the model in its lifespan before it serves; on a slow CPU that can take a
         # while, and a long ingest request must not get its worker killed.
         "timeout": 300,

@@ -1,9 +1,8 @@
 """Liveness and readiness, shared by both services.
 
-Readiness is an ordered list of named checks; a service adds its own (the query service checks
-that its model version's collection exists). The first failing check gives the 503's reason, and
-the checks after it are not run (they would only repeat it). Liveness and readiness never wait
-behind the model or a stalled Chroma: see `service_router` and `ReadinessMonitor`.
+Readiness is an ordered list of named checks (a service adds its own); the first failure gives the
+503's reason and the checks after it are not run. Neither probe waits behind the model or a stalled
+Chroma: see `service_router` and `ReadinessMonitor`.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import anyio
 from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, Field
 
-from services.common.state import ServiceState
+from services.common.state import ServiceState, state_of
 from twotower.index.store import CollectionMissing, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -128,7 +127,6 @@ class ReadinessMonitor:
 
 def service_router(
     service: str,
-    state_of: Callable[[Request], ServiceState[Any]],
     probes: Callable[[ServiceState[Any]], dict[str, Probe]],
     ready_summary: str,
 ) -> APIRouter:

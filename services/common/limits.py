@@ -1,25 +1,38 @@
 """Checks that run before a request's body is read: the API key, then the body size.
 
-`RequestGuard` is plain ASGI middleware, outside FastAPI's routing, because FastAPI reads and parses
-a body before any dependency runs: a 200 MB POST without a key would be read (and parsed) before its
-401. Here:
-
-1. `authorize(method, headers)` (the ingestion key check) answers 401 from the headers alone;
-2. a `Content-Length` over `max_body_bytes` is a 413 at once, before a byte of the body is read;
-3. a body without Content-Length (chunked) is read up to the limit, counting bytes, and is a 413
-   as soon as it passes it; the bytes read are then replayed to the app.
+`RequestGuard` is plain ASGI middleware because FastAPI reads and parses a body before any
+dependency runs: a 200 MB POST without a key would be read before its 401. It answers 401 from the
+headers (`authorize`), 413 for a `Content-Length` over `max_body_bytes`, and 413 as soon as a body
+without one (chunked) passes the limit; the bytes read are then replayed to the app.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+T = TypeVar("T")
 # (method, headers) → None when allowed, else the 401's reason.
 Authorize = Callable[[str, Headers], str | None]
+
+
+def grouped(items: Iterable[T], chars: int, size: Callable[[T], int]) -> Iterator[list[T]]:
+    """Consecutive items in groups of at most `chars` characters by `size` (a larger item goes alone)."""
+    group: list[T] = []
+    total = 0
+    for item in items:
+        n = size(item)
+        if group and total + n > chars:
+            yield group
+            group, total = [], 0
+        group.append(item)
+        total += n
+    if group:
+        yield group
 
 
 async def _answer(send: Send, status: int, detail: str, headers: dict[str, str] | None = None) -> None:

@@ -1,12 +1,8 @@
-"""Prometheus metrics of both services, served at `GET /metrics`.
+"""Prometheus metrics of both services, served at `GET /metrics`, every series labelled `service`.
 
-Every series carries a `service` label (query, ingest). Under gunicorn the workers share one
-multi-process directory (`PROMETHEUS_MULTIPROC_DIR`, prepared by the gunicorn config before any
-worker starts, see services/common/multiprocess.py), so a scrape answered by any worker counts
-every worker's requests. Without it (one uvicorn process, the tests) the default registry is used.
-
-The index layer (twotower.index) and the engines stay free of Prometheus: the store reports each
-Chroma call to an observer callback, and the encoder is wrapped here.
+Under gunicorn the workers share one multi-process directory (services/common/multiprocess.py), so a
+scrape answered by any worker counts every worker's requests. The index layer and the engines stay
+free of Prometheus: the store reports each Chroma call to an observer, and the encoder is wrapped here.
 """
 
 from __future__ import annotations
@@ -31,8 +27,8 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_fastapi_instrumentator import Instrumentator
 from prometheus_fastapi_instrumentator.metrics import Info
-from tokenizers import Tokenizer
 
+from services.common.models import WrappedEncoder
 from twotower.engine import Encoder
 
 # One line per request, written where the request id is known (uvicorn's own access log is not).
@@ -90,14 +86,6 @@ def set_model_version(service: str, version: str, engine: str) -> None:
     _served[service] = (version, engine)
 
 
-def count_ingested(service: str, n: int) -> None:
-    DOCUMENTS_INGESTED.labels(service).inc(n)
-
-
-def count_deleted(service: str, n: int = 1) -> None:
-    DOCUMENTS_DELETED.labels(service).inc(n)
-
-
 def chroma_observer(service: str) -> Callable[[str, float, bool], None]:
     """The callback for `ChromaStore.observer`: called with (operation, seconds, ok) after each call."""
 
@@ -107,18 +95,12 @@ def chroma_observer(service: str) -> Callable[[str, float, bool], None]:
     return observe
 
 
-class TimedEncoder:
-    """An Encoder that times each tower call; everything else is the wrapped encoder's."""
+class TimedEncoder(WrappedEncoder):
+    """An Encoder that times each tower call."""
 
     def __init__(self, inner: Encoder, service: str) -> None:
-        self.inner, self.service = inner, service
-        self.engine, self.version = inner.engine, inner.version
-        self.dim, self.max_seq_length = inner.dim, inner.max_seq_length
-        self.batch_size = inner.batch_size
-
-    @property
-    def tokenizer(self) -> Tokenizer:
-        return self.inner.tokenizer
+        super().__init__(inner)
+        self.service = service
 
     @contextmanager
     def _timed(self, tower: str, n: int) -> Iterator[None]:
@@ -134,14 +116,6 @@ class TimedEncoder:
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
         with self._timed("document", len(texts)):
             return self.inner.encode_documents(texts)
-
-    def close(self) -> None:
-        self.inner.close()
-
-
-def instrument_encoder(encoder: Encoder, service: str) -> Encoder:
-    """`encoder` with its tower calls timed (idempotent), to install wherever an encoder is opened."""
-    return encoder if isinstance(encoder, TimedEncoder) else TimedEncoder(encoder, service)
 
 
 def instrument_http(app: FastAPI, service: str) -> None:

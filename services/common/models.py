@@ -1,9 +1,5 @@
-"""The encoders a service process holds: one per live model version, loaded on first use.
-
-Query processes hold the served version's; ingestion also holds a migration target's, for its dual
-writes. Loading happens once per version even when several requests ask at the same moment (they
-wait for the one load), and versions the serving pointer no longer names are let go.
-"""
+"""The encoders a service process holds: one per live model version, loaded once on first use
+(concurrent requests wait for the one load), let go when the serving pointer no longer names it."""
 
 from __future__ import annotations
 
@@ -13,32 +9,50 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 
+import numpy as np
+from tokenizers import Tokenizer
+
 from services.common.settings import ServiceSettings
 from twotower.engine import TOWERS, Encoder, Tower, find_published, open_encoder
 
 log = logging.getLogger(__name__)
 
 
+class WrappedEncoder:
+    """An Encoder that hands every call to `inner`; a subclass overrides the calls it changes."""
+
+    def __init__(self, inner: Encoder) -> None:
+        self.inner = inner
+        self.engine, self.version, self.dim = inner.engine, inner.version, inner.dim
+        self.max_seq_length, self.batch_size = inner.max_seq_length, inner.batch_size
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self.inner.tokenizer
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self.inner.encode_queries(texts)
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self.inner.encode_documents(texts)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 class Models:
-    def __init__(
-        self,
-        settings: ServiceSettings,
-        *,
-        towers: Sequence[Tower] = TOWERS,
-        wrap: Callable[[Encoder], Encoder] | None = None,
-    ) -> None:
+    def __init__(self, settings: ServiceSettings, *, towers: Sequence[Tower] = TOWERS) -> None:
         self.settings = settings
         self.roots = settings.model_roots()
-        # The towers this service runs (loaded up front; onnx loads another only if asked), and
-        # what the service itself wraps each encoder in (the query service's micro-batcher).
-        self.towers, self.service_wrap = tuple(towers), wrap
+        # The towers this service runs (loaded up front; onnx loads another only if asked).
+        self.towers = tuple(towers)
         self._lock = threading.Lock()
         self._loads: dict[str, Future[Encoder]] = {}
         # The untrained base model, when nothing is published: served under its own content-
         # derived version, which is only known once it is loaded.
         self._base: Encoder | None = None
-        # Applied, in order, to every encoder as it is loaded: metrics timing
-        # (services/common/observability.py), query micro-batching (services/query/batching.py).
+        # Applied, in order, to every encoder as it is loaded: the query service's micro-batcher
+        # (services/query/batching.py), then metrics timing (services/common/observability.py).
         self.wrappers: list[Callable[[Encoder], Encoder]] = []
 
     def default_version(self) -> str:
@@ -76,10 +90,6 @@ class Models:
             log.info("model version %s loaded (%s engine)", version, encoder.engine)
         return future.result()
 
-    def loaded(self) -> list[str]:
-        with self._lock:
-            return [v for v, f in self._loads.items() if f.done() and f.exception() is None]
-
     def retain(self, versions: Iterable[str]) -> list[str]:
         """Let go of every version but `versions`; return those released. Requests still running
         on one keep it alive until they finish (it is freed when the last reference goes)."""
@@ -106,8 +116,6 @@ class Models:
             variant=s.onnx_variant,
             backend=s.onnx_backend,
         )
-        if self.service_wrap is not None:
-            encoder = self.service_wrap(encoder)
         for wrap in self.wrappers:
             encoder = wrap(encoder)
         return encoder

@@ -1,13 +1,9 @@
 """gunicorn server hooks that give the workers one shared Prometheus metrics directory.
 
-prometheus_client chooses between in-process and multi-process values when it is first imported,
-by `PROMETHEUS_MULTIPROC_DIR`. The master sets it in `on_starting`, before any worker is forked and
-imports the app; this module therefore never imports prometheus_client at module level.
-
-- on_starting: use the operator's `PROMETHEUS_MULTIPROC_DIR` (its old `*.db` files removed: values of
-  a previous run must not be added to this one's), else a fresh temporary directory.
-- child_exit: a worker died; its live gauges (the served model version) no longer count.
-- on_exit: remove the temporary directory, if this run created it.
+prometheus_client picks in-process or multi-process values by `PROMETHEUS_MULTIPROC_DIR` when first
+imported, so the master sets it in `on_starting`, before any worker imports the app, and this module
+never imports prometheus_client at module level. An operator's directory is emptied of `*.db` (a
+previous run's values must not add to this one's); else a temporary one is made, and removed on exit.
 """
 
 from __future__ import annotations

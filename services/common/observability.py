@@ -1,12 +1,5 @@
-"""Wiring of metrics, request ids (asgi-correlation-id) and the access log into a service app: one call in each service's `main.py`.
-
-    app = FastAPI(..., lifespan=lifespan(settings, "query", instrument=observed("query")))
-    instrument_app(app, "query")
-
-`observed` instruments the state before it loads anything: every encoder it loads (the served
-version, and any version a rollout brings) has its tower calls timed, every Chroma call is
-reported, and the served model version is recorded on every swap.
-"""
+"""Metrics, request ids (asgi-correlation-id) and the access log, wired into a service app:
+`lifespan(..., instrument=observed("query"))` and `instrument_app(app, "query")` in its `main.py`."""
 
 from __future__ import annotations
 
@@ -18,7 +11,7 @@ from asgi_correlation_id import CorrelationIdMiddleware, correlation_id
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse
 
-from services.common.metrics import chroma_observer, instrument_encoder, instrument_http, set_model_version
+from services.common.metrics import TimedEncoder, chroma_observer, instrument_http, set_model_version
 from services.common.metrics import router as metrics_router
 from services.common.state import ServiceState
 
@@ -28,17 +21,17 @@ REQUEST_ID = "X-Request-ID"
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 
 
-def instrument_state(state: ServiceState[Any], service: str) -> None:
-    """Time every encoder the state loads (now and after a rollout), report every Chroma call,
-    and keep the served-version info metric current."""
-    state.models.wrappers.append(lambda encoder: instrument_encoder(encoder, service))
-    state.store.observer = chroma_observer(service)
-    state.on_swap.append(lambda serving: set_model_version(service, serving.version, serving.encoder.engine))
-
-
 def observed(service: str) -> Callable[[ServiceState[Any]], None]:
-    """For the lifespan's `instrument`: runs before the state loads its first model version."""
-    return lambda state: instrument_state(state, service)
+    """For the lifespan's `instrument` (it runs before the state loads its first model version)."""
+
+    def instrument(state: ServiceState[Any]) -> None:
+        state.models.wrappers.append(lambda encoder: TimedEncoder(encoder, service))
+        state.store.observer = chroma_observer(service)
+        state.on_swap.append(
+            lambda serving: set_model_version(service, serving.version, serving.encoder.engine)
+        )
+
+    return instrument
 
 
 async def _internal_error(request: Request, exc: Exception) -> PlainTextResponse:

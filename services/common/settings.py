@@ -94,10 +94,13 @@ class ServiceSettings(BaseSettings):
 
         return max(1, available_cpus() // self.workers)
 
-    @field_validator("model_version", "device", "models_dir", "threads", mode="before")
+    # `api_key`: the ingestion service's.
+    @field_validator(
+        "model_version", "device", "models_dir", "threads", "api_key", mode="before", check_fields=False
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
-        # `VAR=` in an env file or compose means "not set", not an empty version or device name.
+        # `VAR=` in an env file or compose means "not set", not an empty version, device name or key.
         return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("log_level", mode="before")

@@ -1,13 +1,9 @@
 """What a service holds while it runs: its settings, the Chroma store, its model versions, and
 what it serves right now.
 
-`current` is a `Serving` snapshot (version, encoder, document index) that a request takes once and
-uses to the end, so a request is answered wholly by one version. A watcher thread reads the serving
-pointer every `pointer_poll_s` and, when a rollout promoted another version, loads it, swaps
-`current` (one assignment) and lets the old version go: no restart.
-
-Created once in the app's lifespan (see each service's `main.py`), reached by handlers through
-typed dependencies, released when the app shuts down.
+`current` is a `Serving` snapshot (version, encoder, document index) that a request takes once, so
+a request is answered wholly by one version. A watcher thread reads the serving pointer every
+`pointer_poll_s` and, when a rollout promoted another version, loads it and swaps `current`: no restart.
 """
 
 from __future__ import annotations
@@ -18,7 +14,9 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, cast
+
+from fastapi import Request
 
 from services.common.models import Models
 from services.common.settings import ServiceSettings
@@ -154,41 +152,15 @@ class ServiceState(Generic[S]):
         self.models.retain(())
 
 
-def open_state(
-    settings: S,
-    role: Role,
-    passage_config: PassageConfig | None = None,
-    wrap: Callable[[Encoder], Encoder] | None = None,
-    instrument: Callable[[ServiceState[S]], None] | None = None,
-) -> ServiceState[S]:
-    """The store (Chroma may still be down: it connects lazily, and readiness reports it) and the
-    version to serve, loaded (`wrap`: what the service wraps each encoder in; `instrument` runs
-    before anything is loaded: metrics hooks)."""
-    store = ChromaStore(
-        settings.chroma_host,
-        settings.chroma_port,
-        settings.collection_prefix,
-        connect_timeout_s=settings.chroma_connect_timeout_s,
-        timeout_s=settings.chroma_timeout_s,
-    )
-    state = ServiceState(
-        settings,
-        store,
-        Models(settings, towers=ROLE_TOWERS[role], wrap=wrap),
-        passage_config or PassageConfig(),
-        role,
-    )
-    if instrument is not None:
-        instrument(state)
-    state.start()
-    log.info(
-        "serving model version %s (%s engine); Chroma at %s, collection %s",
-        state.version,
-        state.encoder.engine,
-        store.address,
-        state.collection,
-    )
-    return state
+def state_of(request: Request) -> ServiceState[Any]:
+    """The state the app's lifespan (below) put on the request."""
+    return cast(ServiceState[Any], request.state.service)
+
+
+async def get_state(request: Request) -> ServiceState[Any]:
+    """`state_of` as a dependency: `async` though it awaits nothing, because FastAPI runs a plain
+    function dependency in its thread pool (a thread hop per request for one attribute read)."""
+    return state_of(request)
 
 
 def lifespan(
@@ -198,12 +170,34 @@ def lifespan(
     wrap: Callable[[Encoder], Encoder] | None = None,
     instrument: Callable[[ServiceState[S]], None] | None = None,
 ) -> Callable[[Any], AbstractAsyncContextManager[dict[str, ServiceState[S]]]]:
-    """The app's lifespan: open the state once at start-up, expose it as `request.state.service`,
-    follow the serving pointer while it runs, release the models at shutdown."""
+    """The app's lifespan: open the state once at start-up (the store, which connects lazily, and
+    the version to serve, loaded), expose it as `request.state.service`, follow the serving pointer
+    while it runs, release the models at shutdown. `wrap`: what the service wraps each encoder in;
+    `instrument` runs before anything is loaded (metrics hooks)."""
 
     @asynccontextmanager
     async def run(app: Any) -> AsyncIterator[dict[str, ServiceState[S]]]:
-        state = open_state(settings, role, passage_config, wrap, instrument)
+        store = ChromaStore(
+            settings.chroma_host,
+            settings.chroma_port,
+            settings.collection_prefix,
+            connect_timeout_s=settings.chroma_connect_timeout_s,
+            timeout_s=settings.chroma_timeout_s,
+        )
+        models = Models(settings, towers=ROLE_TOWERS[role])
+        if wrap is not None:
+            models.wrappers.append(wrap)
+        state = ServiceState(settings, store, models, passage_config or PassageConfig(), role)
+        if instrument is not None:
+            instrument(state)
+        state.start()
+        log.info(
+            "serving model version %s (%s engine); Chroma at %s, collection %s",
+            state.version,
+            state.encoder.engine,
+            store.address,
+            state.collection,
+        )
         state.watch()
         try:
             yield {"service": state}

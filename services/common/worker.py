@@ -1,18 +1,14 @@
-"""The gunicorn worker class both services run: uvicorn's, with its fast parts required and a bound
-on the request head.
+"""The gunicorn worker class both services run: uvicorn's, with httptools and uvloop required and
+the request head bounded.
 
-uvicorn picks its C HTTP parser (httptools) and event loop (uvloop) only when they happen to be
-installed, and quietly falls back to the pure-Python h11 parser and asyncio's loop otherwise, which
-cost more per request. Naming them here makes them part of the service: an image built without them
-fails at start instead of serving slower than `make bench` measured.
+uvicorn quietly falls back to its slower pure-Python parser and asyncio's loop when httptools or
+uvloop is missing; naming them makes an image built without them fail at start instead.
 
-uvicorn's httptools protocol bounds neither the request line nor the headers, and gunicorn's
-`limit_request_*` settings do not reach a uvicorn worker (it parses requests itself). A request head
-of many megabytes would be buffered (quadratically: each chunk is appended to what came before),
-with the worker's event loop, and so its `/healthz`, busy meanwhile. `BoundedHttpToolsProtocol`
-answers 431 and closes the connection as soon as a head passes `MAX_HEAD_BYTES`, or one line of it
-`MAX_LINE_BYTES`: before any middleware, API-key check or route runs. Hand-written because uvicorn
-has no such option for httptools (its h11 option costs more per request).
+uvicorn's httptools protocol bounds neither the request line nor the headers (gunicorn's
+`limit_request_*` do not reach a uvicorn worker), so a head of many megabytes would be buffered with
+the event loop, and `/healthz`, busy meanwhile. `BoundedHttpToolsProtocol` answers 431 and closes
+the connection as soon as the head passes `MAX_HEAD_BYTES`, or one line `MAX_LINE_BYTES`, before any
+middleware or route runs. Hand-written: uvicorn has no such option for httptools.
 """
 
 from __future__ import annotations

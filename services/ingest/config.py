@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServiceSettings
@@ -44,12 +44,6 @@ class Settings(ServiceSettings):
     api_key: SecretStr | None = Field(
         default=None, description="When set, POST and DELETE need it in the X-API-Key header (401 otherwise)"
     )
-
-    @field_validator("api_key", mode="before")
-    @classmethod
-    def _empty_key_is_unset(cls, value: object) -> object:
-        # (Not named like the base class's validator, which it would silently replace.)
-        return None if isinstance(value, str) and not value.strip() else value
 
 
 def passage_config(settings: Settings) -> PassageConfig:

@@ -1,19 +1,18 @@
 """The ingestion service's work: embed with the document tower, store in Chroma, read back, delete.
 
-Writes go through `IndexWriter`, which follows the serving pointer: into the served version's
-collection and, while a rollout migrates to another version, into that version's too (with its own
-document tower), before the answer. Each function either completes against Chroma or raises
-(StoreUnavailable → 503; PartialWrite → 503 naming the ids that were stored), so a response never
-acknowledges a document that was not stored.
+Writes go through `IndexWriter`: into the served version's collection and, while a rollout migrates,
+the target's too, before the answer. Each function completes against Chroma or raises
+(StoreUnavailable, PartialWrite naming the ids stored), so no answer acknowledges an unstored document.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 
 import anyio
 
+from services.common.limits import grouped
 from services.common.state import ServiceState
 from services.ingest.config import Settings
 from services.ingest.schemas import (
@@ -57,22 +56,6 @@ class ClientGone(Exception):  # noqa: N818 - named for what happened
         self.stored = stored
 
 
-def groups(documents: list[DocumentIn], chars: int) -> Iterator[list[DocumentIn]]:
-    """Consecutive documents, each group at most `chars` characters of text and title (or one
-    document): the unit of work between two looks at the client's connection."""
-    group: list[DocumentIn] = []
-    size = 0
-    for d in documents:
-        n = len(d.text) + len(d.title or "")
-        if group and size + n > chars:
-            yield group
-            group, size = [], 0
-        group.append(d)
-        size += n
-    if group:
-        yield group
-
-
 async def index_documents(
     state: State, documents: list[DocumentIn], gone: Callable[[], Awaitable[bool]]
 ) -> IngestResponse:
@@ -83,7 +66,7 @@ async def index_documents(
     await anyio.to_thread.run_sync(state.store.heartbeat)
     stored: list[str] = []
     upsert = writer(state).upsert
-    for group in groups(documents, GROUP_CHARS):
+    for group in grouped(documents, GROUP_CHARS, lambda d: len(d.text) + len(d.title or "")):
         if await gone():
             raise ClientGone(stored, len(documents))
         docs = [Document(d.id, d.text, d.title, dict(d.metadata)) for d in group]

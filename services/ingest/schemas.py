@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
@@ -24,6 +25,8 @@ from twotower.limits import (
     surrogate_problem,
 )
 
+T = TypeVar("T")
+
 
 def _not_blank(value: str) -> str:
     if not value.strip():
@@ -31,24 +34,22 @@ def _not_blank(value: str) -> str:
     return value
 
 
-def _valid_unicode(value: str) -> str:
-    if (problem := surrogate_problem(value)) is not None:
-        raise ValueError(problem)
-    return value
+def checked(problem_of: Callable[[T], str | None]) -> Callable[[T], T]:
+    """A validator that raises the problem `problem_of` finds in a value, if any."""
+
+    def check(value: T) -> T:
+        if (problem := problem_of(value)) is not None:
+            raise ValueError(problem)
+        return value
+
+    return check
 
 
-def valid_id(value: str) -> str:
-    if (problem := id_problem(value)) is not None:
-        raise ValueError(problem)
-    return value
-
-
-def _valid_metadata(value: object) -> object:
-    # Runs before the type check, so a nested value gets one clear message instead of one error
-    # per member of the scalar union, and keys, sizes and number ranges are checked in one place.
-    if isinstance(value, dict) and (problem := metadata_problem(value)) is not None:
-        raise ValueError(problem)
-    return value  # not a dict: the type check reports it
+_valid_unicode = checked(surrogate_problem)
+valid_id = checked(id_problem)
+# Runs before the type check, so a nested value gets one clear message instead of one error per
+# member of the scalar union; not a dict: the type check reports it.
+_valid_metadata = checked(lambda value: metadata_problem(value) if isinstance(value, dict) else None)
 
 
 # For the OpenAPI schema (and fuzzers): the characters no id may hold; `id_problem` is the rule.
@@ -105,23 +106,13 @@ class DocumentIn(BaseModel):
     metadata: Metadata = Field(default_factory=dict)
 
 
+EXAMPLE = {"id": "faq-1", "title": "Returns", "text": "Items can be returned within 30 days of delivery."}
+
+
 class IngestRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "documents": [
-                        {
-                            "id": "faq-1",
-                            "title": "Returns",
-                            "text": "Items can be returned within 30 days of delivery.",
-                            "metadata": {"source": "faq"},
-                        }
-                    ]
-                }
-            ]
-        },
+        json_schema_extra={"examples": [{"documents": [{**EXAMPLE, "metadata": {"source": "faq"}}]}]},
     )
 
     documents: list[DocumentIn] = Field(

@@ -11,6 +11,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from services.common.limits import grouped
 from twotower.client import IngestClient, LoaderError
 from twotower.corpus import batches, open_corpus
 from twotower.limits import INGEST_MAX_REQUEST_CHARS
@@ -50,12 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--retries", type=int, default=5, help="retries per batch on connection errors/5xx")
     parser.add_argument("--timeout", type=float, default=300, help="seconds per request")
     args = parser.parse_args(argv)
-    if (
-        args.batch_size < 1
-        or args.max_chars < 1
-        or (args.limit is not None and args.limit < 0)
-        or args.retries < 0
-    ):
+    if min(args.batch_size, args.max_chars) < 1 or min(args.limit or 0, args.retries) < 0:
         parser.error("--batch-size and --max-chars must be >= 1, --limit and --retries >= 0")
     return args
 
@@ -64,17 +60,7 @@ def within(batches: Iterable[list[dict[str, Any]]], chars: int) -> Iterator[list
     """Each batch split further so that none holds more than `chars` characters of text and titles
     (a single longer document goes alone: the service's per-document bound is its own)."""
     for batch in batches:
-        part: list[dict[str, Any]] = []
-        size = 0
-        for doc in batch:
-            n = len(doc.get("text") or "") + len(doc.get("title") or "")
-            if part and size + n > chars:
-                yield part
-                part, size = [], 0
-            part.append(doc)
-            size += n
-        if part:
-            yield part
+        yield from grouped(batch, chars, lambda d: len(d.get("text") or "") + len(d.get("title") or ""))
 
 
 def load(args: argparse.Namespace) -> str:

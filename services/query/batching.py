@@ -1,19 +1,12 @@
 """Micro-batching of concurrent queries: one forward pass for the queries that arrive together.
 
-`/search` runs in the server's thread pool, one thread per request. Encoding a batch of n short
-queries costs far less than n single encodes (the matrix products use the cores better), so
-`BatchingEncoder` combines them: a thread whose query arrives while the encoder is idle encodes at
-once (no added latency for a lone client); queries arriving while a batch is being encoded wait
-and go together in the next one, encoded by whichever of their threads gets the encoder first
-(flat combining: no extra thread, no timer). `window_ms` optionally holds a batch open a little
-longer to gather more.
-
-On by default for the torch engine only (`QUERY_MICRO_BATCH` decides otherwise): on the 2-core CPU
-the benchmark showed torch serving more queries/s at 8 clients batched, and onnx fp32 fewer; the
-default int8 query tower runs one text per pass, so batching it would gain nothing.
+`/search` runs in the server's thread pool, one thread per request. A query arriving while the
+encoder is idle is encoded at once (no added latency for a lone client); queries arriving while a
+batch is being encoded wait and go together in the next one, encoded by whichever of their threads
+gets the encoder first (flat combining: no extra thread, no timer).
 
 A `BatchingEncoder` wraps exactly one `Encoder`, so one model version: a request that encodes
-through it is answered by that version (`encoder.version`), even while the service swaps to another.
+through it is answered by that version, even while the service swaps to another.
 """
 
 from __future__ import annotations
@@ -25,8 +18,8 @@ from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
-from tokenizers import Tokenizer
 
+from services.common.models import WrappedEncoder
 from services.query.config import Settings as QuerySettings
 from twotower.engine import Encoder
 
@@ -42,28 +35,17 @@ class _Pending:
     error: BaseException | None = None
 
 
-class BatchingEncoder:
+class BatchingEncoder(WrappedEncoder):
     """An `Encoder` whose single-query `encode_queries` calls from concurrent threads are batched.
     Everything else (documents, several queries at once) goes straight to the wrapped encoder."""
 
-    def __init__(self, inner: Encoder, max_batch: int = 32, window_ms: float = 0.0) -> None:
-        self.inner = inner
-        self.engine = inner.engine
-        self.version = inner.version
-        self.dim = inner.dim
-        self.max_seq_length = inner.max_seq_length
-        self.batch_size = inner.batch_size
+    def __init__(self, inner: Encoder, max_batch: int = 32) -> None:
+        super().__init__(inner)
         self.max_batch = max_batch
-        self.window_s = window_ms / 1000
         self._queue: list[_Pending] = []
         self._queue_lock = threading.Lock()
         self._encoding = threading.Lock()  # held by the thread encoding a batch
-        self.batches = 0  # batches encoded, and the queries in them (read by tests and the bench)
-        self.batched_queries = 0
-
-    @property
-    def tokenizer(self) -> Tokenizer:
-        return self.inner.tokenizer
+        self.batches = 0  # batches encoded (read by the tests)
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         if len(texts) != 1:
@@ -89,8 +71,6 @@ class BatchingEncoder:
         return item.vector
 
     def _encode_next_batch(self) -> None:
-        if self.window_s:
-            time.sleep(self.window_s)
         with self._queue_lock:
             batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
         if not batch:
@@ -103,23 +83,16 @@ class BatchingEncoder:
                 pending.done.set()
             return
         self.batches += 1
-        self.batched_queries += len(batch)
         for pending, vector in zip(batch, vectors, strict=True):
             pending.vector = vector
             pending.done.set()
-
-    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
-        return self.inner.encode_documents(texts)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def query_batching(settings: QuerySettings) -> Callable[[Encoder], Encoder] | None:
     """What the query service wraps each encoder it opens in: a batcher where micro-batching is on
     (`QUERY_MICRO_BATCH`; unset = for the torch engine), never for an encoder that runs one text per
     forward pass anyway (onnx int8), where batching would only queue concurrent queries behind one
-    thread (8 clients: 155 against 166 queries/s unbatched)."""
+    thread."""
     if settings.micro_batch is False:
         return None
     batching = partial(BatchingEncoder, max_batch=settings.micro_batch_max)

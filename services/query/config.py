@@ -19,8 +19,7 @@ class Settings(ServiceSettings):
     max_body_bytes: int = Field(
         default=QUERY_MAX_BODY_BYTES, ge=1024, description="Largest request body; larger is a 413"
     )
-    # Unset: on for the torch engine, off for onnx, as the benchmark found each served more queries/s
-    # at 8 clients on the 2-core CPU (docs/benchmarks.md, "Micro-batching").
+    # Unset: on for torch, off for onnx, whichever served more queries/s (docs/benchmarks.md).
     micro_batch: bool | None = Field(
         default=None,
         description="Encode concurrent queries together, as one batch (services/query/batching.py); "

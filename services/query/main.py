@@ -10,10 +10,9 @@ from services.common.docs import serve_docs_offline
 from services.common.errors import register_error_handlers, unavailable
 from services.common.limits import RequestGuard
 from services.common.observability import instrument_app, observed
-from services.common.state import lifespan
+from services.common.state import lifespan, state_of
 from services.query.batching import query_batching
 from services.query.config import Settings
-from services.query.deps import state_of
 from services.query.routes import health, search, ui
 from services.query.search import not_indexed
 from twotower.index.store import CollectionMissing

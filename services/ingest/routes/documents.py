@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator
 
-from services.common.backpressure import model_route
-from services.common.errors import BODY_RESPONSES, STORE_RESPONSES, UNAUTHORIZED
-from services.common.metrics import count_deleted, count_ingested
+from services.common.backpressure import ModelRoute
+from services.common.errors import BODY_RESPONSES, STORE_RESPONSES, UNAUTHORIZED, described
+from services.common.metrics import DOCUMENTS_DELETED, DOCUMENTS_INGESTED
 from services.ingest.deps import StateDep, WriteAccess
 from services.ingest.indexer import ClientGone, delete_document, fetch_document, index_documents
 from services.ingest.schemas import (
@@ -23,17 +23,11 @@ from services.ingest.schemas import (
     valid_id,
 )
 
-router = APIRouter(prefix="/documents", tags=["documents"])
+router = APIRouter(tags=["documents"])
+# POST runs the document tower: it passes the worker's backpressure gate first (ModelRoute).
+model_router = APIRouter(route_class=ModelRoute)
 
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {
-        "description": "No document with this id",
-        "content": {
-            "application/json": {"example": {"detail": "no document with id 'faq-1' in docs-3f2a9c1b"}}
-        },
-    }
-}
-_UNAUTHORIZED = UNAUTHORIZED
+_NOT_FOUND = described(404, "No document with this id", "no document with id 'faq-1' in docs-3f2a9c1b")
 # `:path`, so that an id with a "/" (which no stored id has) is a 422 naming the rule, not a 404.
 DocIdPath = Annotated[
     str,
@@ -42,13 +36,10 @@ DocIdPath = Annotated[
 ]
 
 
-# POST runs the document tower: it passes the worker's backpressure gate first (model_route).
-@model_route(
-    router,
-    "",
-    methods=["POST"],
+@model_router.post(
+    "/documents",
     dependencies=[WriteAccess],
-    responses={**_UNAUTHORIZED, **BODY_RESPONSES, **STORE_RESPONSES},
+    responses={**UNAUTHORIZED, **BODY_RESPONSES, **STORE_RESPONSES},
     summary="Embed and store documents (upsert)",
 )
 async def upsert_documents(body: IngestRequest, state: StateDep, request: Request) -> IngestResponse:
@@ -58,17 +49,8 @@ async def upsert_documents(body: IngestRequest, state: StateDep, request: Reques
     left: the documents stored until then are whole, the others untouched."""
     settings = state.settings
     if len(body.documents) > settings.max_documents_per_request:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "too_long",
-                    "loc": ("body", "documents"),
-                    "msg": f"at most {settings.max_documents_per_request} documents per request, "
-                    f"got {len(body.documents)}",
-                    "input": None,
-                }
-            ]
-        )
+        msg = f"at most {settings.max_documents_per_request} documents per request, got {len(body.documents)}"
+        raise RequestValidationError([{"type": "too_long", "loc": ("body", "documents"), "msg": msg}])
     # The work a request causes grows with its characters: bounded before any of it starts.
     chars = sum(len(d.text) + len(d.title or "") for d in body.documents)
     if chars > settings.max_request_chars:
@@ -81,25 +63,30 @@ async def upsert_documents(body: IngestRequest, state: StateDep, request: Reques
     try:
         response = await index_documents(state, body.documents, request.is_disconnected)
     except ClientGone as gone:
-        count_ingested("ingest", len(gone.stored))
+        DOCUMENTS_INGESTED.labels("ingest").inc(len(gone.stored))
         # Nobody reads this answer; the access log and metrics show it as nginx's "client closed".
         raise HTTPException(499, str(gone)) from None
-    count_ingested("ingest", response.upserted)
+    DOCUMENTS_INGESTED.labels("ingest").inc(response.upserted)
     return response
 
 
-@router.get("/{doc_id:path}", responses={**_NOT_FOUND, **STORE_RESPONSES}, summary="Read one document")
+@router.get(
+    "/documents/{doc_id:path}", responses={**_NOT_FOUND, **STORE_RESPONSES}, summary="Read one document"
+)
 def get_document(doc_id: DocIdPath, state: StateDep) -> DocumentOut:
     return fetch_document(state, doc_id)
 
 
 @router.delete(
-    "/{doc_id:path}",
+    "/documents/{doc_id:path}",
     dependencies=[WriteAccess],
-    responses={**_NOT_FOUND, **_UNAUTHORIZED, **STORE_RESPONSES},
+    responses={**_NOT_FOUND, **UNAUTHORIZED, **STORE_RESPONSES},
     summary="Delete one document",
 )
 def remove_document(doc_id: DocIdPath, state: StateDep) -> DeleteResponse:
     response = delete_document(state, doc_id)
-    count_deleted("ingest")
+    DOCUMENTS_DELETED.labels("ingest").inc()
     return response
+
+
+router.include_router(model_router)

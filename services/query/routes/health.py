@@ -9,7 +9,6 @@ import numpy as np
 from services.common.health import CheckFailedError, Probe, base_probes, service_router
 from services.common.state import ServiceState
 from services.query.config import Settings
-from services.query.deps import state_of
 from services.query.search import not_indexed
 from twotower.index.store import CollectionMissing, StoreRejected, StoreUnavailable
 
@@ -48,7 +47,6 @@ def readiness_probes(state: ServiceState[Settings]) -> dict[str, Probe]:
 
 router = service_router(
     "query",
-    state_of,
     readiness_probes,
     ready_summary="Readiness: model loaded, Chroma reachable, serving the pointer's version, its collection present",
 )

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
 from services.common.backpressure import ModelRoute
-from services.common.errors import BODY_RESPONSES, ErrorBody
+from services.common.errors import BODY_RESPONSES, described
 from services.query.deps import StateDep
 from services.query.schemas import SearchRequest, SearchResponse
 from services.query.search import search
@@ -16,19 +14,15 @@ from services.query.search import search
 # Every search runs the query tower: it passes the worker's backpressure gate first (ModelRoute).
 router = APIRouter(prefix="/search", tags=["search"], route_class=ModelRoute)
 
-_RESPONSES: dict[int | str, dict[str, Any]] = {
+_RESPONSES = {
     **BODY_RESPONSES,
-    503: {
-        "model": ErrorBody,
-        "description": "Chroma is unreachable or stalled, this worker is at its backpressure limit "
+    **described(
+        503,
+        "Chroma is unreachable or stalled, this worker is at its backpressure limit "
         "(QUERY_MAX_PENDING), or no documents were indexed yet for this model version (each model "
         "version has its own collection). `detail` says which; retry after `Retry-After` seconds.",
-        "content": {
-            "application/json": {
-                "example": {"detail": "no documents indexed for model version 3f2a9c1b: ingest some first"}
-            }
-        },
-    },
+        "no documents indexed for model version 3f2a9c1b: ingest some first",
+    ),
 }
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.workload import DEFAULT_CORPUS, load_workload
-from twotower.engine.cpu import CpuFeatures, choose
+from twotower.engine.cpu import BF16_FLAGS, VNNI_FLAGS, CpuFeatures, choose
 
 log = logging.getLogger("bench.engines")
 
@@ -100,15 +100,12 @@ def main() -> int:
         return subprocess.call([sys.executable, "-m", "bench.engines", *sys.argv[1:]], env=env)
     features = CpuFeatures.read()
     if args.isa == "AVX2":
-        features = CpuFeatures(features.model, features.flags - {"avx512f"} - VNNI_AND_BF16)
+        features = CpuFeatures(features.model, features.flags - {"avx512f"} - VNNI_FLAGS - BF16_FLAGS)
     report = run(args, features)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     log.info("wrote %s\n%s", args.out, json.dumps(report, indent=2))
     return 0
-
-
-VNNI_AND_BF16 = frozenset({"avx512_vnni", "avx_vnni", "amx_int8", "avx512_bf16", "amx_bf16"})
 
 
 def run(args: argparse.Namespace, features: CpuFeatures) -> dict[str, Any]:

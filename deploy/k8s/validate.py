@@ -160,29 +160,6 @@ def pod_labels(doc: Manifest) -> dict[str, str]:
     return dict(doc["spec"]["template"]["metadata"]["labels"])
 
 
-def admitted(docs: list[tuple[Path, Manifest]], target: str) -> set[str] | None:
-    """Names of the workloads whose pods the NetworkPolicies let reach workload `target`'s pods;
-    None when no policy selects them (every pod may)."""
-    workloads = {doc["metadata"]["name"]: doc for _, doc in docs if doc["kind"] in WORKLOADS}
-    policies = [
-        doc
-        for _, doc in docs
-        if doc["kind"] == "NetworkPolicy"
-        and selects(doc["spec"]["podSelector"], pod_labels(workloads[target]))
-    ]
-    if not policies:
-        return None
-    allowed: set[str] = set()
-    for policy in policies:
-        for rule in policy["spec"].get("ingress", []):
-            for peer in rule.get("from", []):
-                if "namespaceSelector" in peer or "ipBlock" in peer:
-                    allowed.add("*")  # beyond this namespace's workloads
-                    continue
-                allowed |= {n for n, w in workloads.items() if selects(peer["podSelector"], pod_labels(w))}
-    return allowed
-
-
 def policy_errors(docs: list[tuple[Path, Manifest]]) -> list[str]:
     workloads = [doc for _, doc in docs if doc["kind"] in WORKLOADS]
     errors = []

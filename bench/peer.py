@@ -1,21 +1,12 @@
 """`python -m bench.peer --txtai-python PATH`: this project against txtai's API, side by side.
 
-The same model (all-MiniLM-L6-v2, as packaged), the same SciFact
-abstracts and claims, the same HTTP client, both servers up at once and taking turns slice by
-slice (as `make bench` does), so background load weighs on both alike.
-
-    this project   `make run`'s processes as compose runs them (Chroma, ingestion with 1 gunicorn
-                   worker, query with 2), default settings (int8 query tower, fp32 document
-                   tower), serving the untrained base model published with its ONNX export; its
-                   default ranking (hybrid) at 1 and N clients, and dense (`"mode": "dense"`, the
-                   towers' own, as txtai ranks) at 1 client, in the same slices
-    txtai          its API as its documentation starts it (`CONFIG=config.yml uvicorn
-                   "txtai.api:app"`, one process), `writable: true`, `embeddings: {path: <the same
-                   model directory>, content: true}` (texts stored and returned, as ours are)
-
-Ingestion: each batch of documents is one request to ours (`POST /documents`) and two to txtai
-(`POST /add`, then `GET /index` for the first batch and `GET /upsert` after); docs/s counts the time
-until the server answered. Search: `POST /search` {query, k} against `GET /search?query=&limit=`.
+The same model (all-MiniLM-L6-v2, as packaged), SciFact abstracts and claims and HTTP client; both
+servers up at once, taking turns slice by slice (as `make bench` does) so background load weighs on
+both alike. Ours: `make run`'s processes as compose runs them, default settings, the untrained base
+model with its ONNX export; hybrid ranking at 1 and N clients, dense (as txtai ranks) at 1. txtai:
+its API as its documentation starts it (one uvicorn process, `writable: true`, `content: true`: texts
+stored and returned, as ours are). A batch of documents is one request to ours (`POST /documents`)
+and two to txtai (`POST /add`, then `GET /index` or `GET /upsert`); docs/s counts until the answer.
 
 txtai needs its own environment (it pins other versions of torch's neighbours than ours):
 

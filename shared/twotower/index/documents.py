@@ -1,9 +1,9 @@
 """Documents in a model version's collection: how a document and its passages are laid out as
 Chroma records, written, read back, deleted and searched.
 
-A document that fits the backbone's window is ONE record, as it always was: id = the document's
-id, text = its text, metadata = its metadata plus `_title`. A longer document is split into
-passages (`passages.split`):
+A document that fits the backbone's window is ONE record: id = the document's id, text = its
+text, metadata = its metadata plus `_title`. A longer document is split into passages
+(`passages.split`):
 
     <id>      passage 0, and the document itself: text = the WHOLE document, metadata + `_parts`
               (how many passages) and `_end` (where passage 0 ends in the text)

@@ -59,11 +59,8 @@ class CpuFeatures:
         return "bf16" if self.bf16 else "vnni" if self.flags & VNNI_FLAGS else "avx2"
 
     def summary(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "level": self.level,
-            "flags": [f for f in REPORTED_FLAGS if f in self.flags],
-        }
+        flags = [f for f in REPORTED_FLAGS if f in self.flags]
+        return {"model": self.model, "level": self.level, "flags": flags}
 
 
 @dataclass(frozen=True)

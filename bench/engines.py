@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.workload import DEFAULT_CORPUS, load_workload
+from twotower import format_document
 from twotower.engine.cpu import BF16_FLAGS, VNNI_FLAGS, CpuFeatures, choose
 
 log = logging.getLogger("bench.engines")
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace, features: CpuFeatures) -> dict[str, Any]:
     from twotower.engine.export import publish_base
 
     work = load_workload(args.corpus, args.docs, args.queries)
-    documents = [f"{d['title']} {d['text']}" if d.get("title") else d["text"] for d in work.documents]
+    documents = [format_document(d["text"], d.get("title")) for d in work.documents]
     with tempfile.TemporaryDirectory(prefix="engines-") as tmp:
         weights = args.weights or Path(tmp) / "weights"
         version = find_published([weights]) if args.weights else publish_base(weights)

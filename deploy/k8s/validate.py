@@ -187,12 +187,11 @@ def probe_errors(docs: list[tuple[Path, Manifest]]) -> list[str]:
     for _, doc in docs:
         if doc["kind"] not in WORKLOADS:
             continue
+        where = f"{doc['kind']}/{doc['metadata']['name']}"
         for c in containers(doc):
             for probe in PROBES:
                 if probe in c and "timeoutSeconds" not in c[probe]:
-                    errors.append(
-                        f"{doc['kind']}/{doc['metadata']['name']}: {probe} has no explicit timeoutSeconds"
-                    )
+                    errors.append(f"{where}: {probe} has no explicit timeoutSeconds")
     return errors
 
 

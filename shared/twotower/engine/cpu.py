@@ -79,6 +79,11 @@ class Choice:
             return "int8"
         return "bf16" if self.backend == "openvino" and self.level == "bf16" else "fp32"
 
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The gauge's labels: tower, engine, precision, threads, source, cpu."""
+        return (self.tower, self.backend, self.precision, str(self.threads), self.source, self.level)
+
 
 def rule(tower: str, features: CpuFeatures) -> tuple[Variant, Backend]:
     """(variant, backend) for `tower` on a CPU with `features` (OpenVINO picks bfloat16 or f32 itself)."""
@@ -106,15 +111,7 @@ def announce(choice: Choice) -> None:
     """Log the choice and set `twotower_engine_choice{tower, engine, precision, threads, source,
     cpu}` to 1 (when prometheus_client is installed: the services have it, training need not)."""
     global _GAUGE
-    labels = (
-        choice.tower,
-        choice.backend,
-        choice.precision,
-        str(choice.threads),
-        choice.source,
-        choice.level,
-    )
-    log.info("%s tower: %s %s, %s threads (%s, %s CPU)", *labels)
+    log.info("%s tower: %s %s, %s threads (%s, %s CPU)", *choice.labels)
     try:
         from prometheus_client import Gauge
     except ImportError:
@@ -127,4 +124,4 @@ def announce(choice: Choice) -> None:
             ["tower", "engine", "precision", "threads", "source", "cpu"],
             multiprocess_mode="livemax",
         )
-    _GAUGE.labels(*labels).set(1)
+    _GAUGE.labels(*choice.labels).set(1)

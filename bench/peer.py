@@ -57,9 +57,8 @@ def parse_args() -> argparse.Namespace:
 def running_txtai(python: str, model: str, work: Path) -> Iterator[Process]:
     work.mkdir(parents=True, exist_ok=True)
     config = work / "config.yml"
-    config.write_text(
-        json.dumps({"writable": True, "embeddings": {"path": model, "content": True}})  # YAML is JSON
-    )
+    # YAML is JSON.
+    config.write_text(json.dumps({"writable": True, "embeddings": {"path": model, "content": True}}))
     port = free_port()
     env = {**os.environ, "CONFIG": str(config), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     argv = [python, "-m", "uvicorn", "txtai.api:app", "--host", "127.0.0.1", "--port", str(port)]

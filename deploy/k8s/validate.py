@@ -210,17 +210,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=K8S_DIR)
     parser.add_argument("--kubernetes-version", default=KUBERNETES_VERSION)
     args = parser.parse_args(argv)
-    count, errors = validate(args.dir, args.kubernetes_version)
+    version = args.kubernetes_version
+    count, errors = validate(args.dir, version)
     for error in errors:
         log.error("%s", error)
     if errors:
         log.error("k8s: %d problem(s) in %d manifests under %s", len(errors), count, args.dir)
         return 1
-    log.info(
-        "k8s: %d manifests valid against Kubernetes %s schemas, references resolve",
-        count,
-        args.kubernetes_version,
-    )
+    log.info("k8s: %d manifests valid against Kubernetes %s schemas, references resolve", count, version)
     return 0
 
 

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.workload import DEFAULT_CORPUS, load_workload
-from twotower.engine.cpu import CpuFeatures, choose
+from twotower import format_document
+from twotower.engine.cpu import BF16_FLAGS, VNNI_FLAGS, CpuFeatures, choose
 
 log = logging.getLogger("bench.engines")
 
@@ -100,7 +101,7 @@ def main() -> int:
         return subprocess.call([sys.executable, "-m", "bench.engines", *sys.argv[1:]], env=env)
     features = CpuFeatures.read()
     if args.isa == "AVX2":
-        features = CpuFeatures(features.model, features.flags - {"avx512f"} - VNNI_AND_BF16)
+        features = CpuFeatures(features.model, features.flags - {"avx512f"} - VNNI_FLAGS - BF16_FLAGS)
     report = run(args, features)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
@@ -108,15 +109,12 @@ def main() -> int:
     return 0
 
 
-VNNI_AND_BF16 = frozenset({"avx512_vnni", "avx_vnni", "amx_int8", "avx512_bf16", "amx_bf16"})
-
-
 def run(args: argparse.Namespace, features: CpuFeatures) -> dict[str, Any]:
     from twotower.engine import find_published
     from twotower.engine.export import publish_base
 
     work = load_workload(args.corpus, args.docs, args.queries)
-    documents = [f"{d['title']} {d['text']}" if d.get("title") else d["text"] for d in work.documents]
+    documents = [format_document(d["text"], d.get("title")) for d in work.documents]
     with tempfile.TemporaryDirectory(prefix="engines-") as tmp:
         weights = args.weights or Path(tmp) / "weights"
         version = find_published([weights]) if args.weights else publish_base(weights)

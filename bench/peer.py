@@ -1,21 +1,12 @@
 """`python -m bench.peer --txtai-python PATH`: this project against txtai's API, side by side.
 
-The same model (all-MiniLM-L6-v2, as packaged), the same SciFact
-abstracts and claims, the same HTTP client, both servers up at once and taking turns slice by
-slice (as `make bench` does), so background load weighs on both alike.
-
-    this project   `make run`'s processes as compose runs them (Chroma, ingestion with 1 gunicorn
-                   worker, query with 2), default settings (int8 query tower, fp32 document
-                   tower), serving the untrained base model published with its ONNX export; its
-                   default ranking (hybrid) at 1 and N clients, and dense (`"mode": "dense"`, the
-                   towers' own, as txtai ranks) at 1 client, in the same slices
-    txtai          its API as its documentation starts it (`CONFIG=config.yml uvicorn
-                   "txtai.api:app"`, one process), `writable: true`, `embeddings: {path: <the same
-                   model directory>, content: true}` (texts stored and returned, as ours are)
-
-Ingestion: each batch of documents is one request to ours (`POST /documents`) and two to txtai
-(`POST /add`, then `GET /index` for the first batch and `GET /upsert` after); docs/s counts the time
-until the server answered. Search: `POST /search` {query, k} against `GET /search?query=&limit=`.
+The same model (all-MiniLM-L6-v2, as packaged), SciFact abstracts and claims and HTTP client; both
+servers up at once, taking turns slice by slice (as `make bench` does) so background load weighs on
+both alike. Ours: `make run`'s processes as compose runs them, default settings, the untrained base
+model with its ONNX export; hybrid ranking at 1 and N clients, dense (as txtai ranks) at 1. txtai:
+its API as its documentation starts it (one uvicorn process, `writable: true`, `content: true`: texts
+stored and returned, as ours are). A batch of documents is one request to ours (`POST /documents`)
+and two to txtai (`POST /add`, then `GET /index` or `GET /upsert`); docs/s counts until the answer.
 
 txtai needs its own environment (it pins other versions of torch's neighbours than ours):
 
@@ -66,9 +57,8 @@ def parse_args() -> argparse.Namespace:
 def running_txtai(python: str, model: str, work: Path) -> Iterator[Process]:
     work.mkdir(parents=True, exist_ok=True)
     config = work / "config.yml"
-    config.write_text(
-        json.dumps({"writable": True, "embeddings": {"path": model, "content": True}})  # YAML is JSON
-    )
+    # YAML is JSON.
+    config.write_text(json.dumps({"writable": True, "embeddings": {"path": model, "content": True}}))
     port = free_port()
     env = {**os.environ, "CONFIG": str(config), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     argv = [python, "-m", "uvicorn", "txtai.api:app", "--host", "127.0.0.1", "--port", str(port)]
@@ -82,11 +72,17 @@ class System:
 
     def __init__(self, name: str, ingest_url: str, search_url: str) -> None:
         self.name, self.ingest_url, self.search_url = name, ingest_url, search_url
-        self.ingest_seconds = 0.0
-        self.ingested = 0
-        self.errors = 0
+        self.ingest_seconds, self.ingested, self.errors = 0.0, 0, 0
 
     def ingest(self, http: httpx.Client, docs: list[dict[str, Any]]) -> None:
+        """Sends one batch, timed until the server answered; a refused batch counts as an error."""
+        started = time.perf_counter()
+        stored = self.store(http, docs)
+        self.ingest_seconds += time.perf_counter() - started
+        self.ingested += len(docs)
+        self.errors += not stored
+
+    def store(self, http: httpx.Client, docs: list[dict[str, Any]]) -> bool:
         raise NotImplementedError
 
     def search(self, http: httpx.Client, query: str, k: int, mode: str | None) -> bool:
@@ -94,12 +90,8 @@ class System:
 
 
 class Ours(System):
-    def ingest(self, http: httpx.Client, docs: list[dict[str, Any]]) -> None:
-        started = time.perf_counter()
-        response = http.post(f"{self.ingest_url}/documents", json={"documents": docs})
-        self.ingest_seconds += time.perf_counter() - started
-        self.ingested += len(docs)
-        self.errors += response.status_code != 200
+    def store(self, http: httpx.Client, docs: list[dict[str, Any]]) -> bool:
+        return http.post(f"{self.ingest_url}/documents", json={"documents": docs}).status_code == 200
 
     def search(self, http: httpx.Client, query: str, k: int, mode: str | None) -> bool:
         body: dict[str, Any] = {"query": query, "k": k} | ({"mode": mode} if mode else {})
@@ -110,14 +102,11 @@ class Ours(System):
 class Txtai(System):
     indexed = False
 
-    def ingest(self, http: httpx.Client, docs: list[dict[str, Any]]) -> None:
-        started = time.perf_counter()
+    def store(self, http: httpx.Client, docs: list[dict[str, Any]]) -> bool:
         added = http.post(f"{self.ingest_url}/add", json=[{"id": d["id"], "text": d["text"]} for d in docs])
         built = http.get(f"{self.ingest_url}/{'upsert' if self.indexed else 'index'}")
-        self.ingest_seconds += time.perf_counter() - started
         self.indexed = True
-        self.ingested += len(docs)
-        self.errors += added.status_code != 200 or built.status_code != 200
+        return added.status_code == 200 and built.status_code == 200
 
     def search(self, http: httpx.Client, query: str, k: int, mode: str | None) -> bool:
         response = http.get(f"{self.search_url}/search", params={"query": query, "limit": k})

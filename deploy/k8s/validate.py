@@ -27,6 +27,8 @@ KUBERNETES_VERSION = "1.33.0"
 # Created by the operator (`kubectl create secret ...`), never committed.
 EXTERNAL_SECRETS = {"twotower-ingest"}
 WORKLOADS = {"Deployment", "StatefulSet", "Job"}
+PORT_KEYS = ("name", "containerPort")
+PROBES = ("readinessProbe", "livenessProbe", "startupProbe")
 
 log = logging.getLogger("k8s-validate")
 
@@ -74,6 +76,11 @@ def containers(doc: Manifest) -> Iterator[Manifest]:
     yield from spec["containers"]
 
 
+def port_names(workloads: list[Manifest]) -> set[Any]:
+    """The names and numbers of every container port of `workloads`' pods."""
+    return {p.get(k) for w in workloads for c in containers(w) for p in c.get("ports", []) for k in PORT_KEYS}
+
+
 def reference_errors(docs: list[tuple[Path, Manifest]]) -> list[str]:
     defined = {(doc["kind"], doc["metadata"]["name"]) for _, doc in docs}
     errors: list[str] = []
@@ -95,9 +102,7 @@ def reference_errors(docs: list[tuple[Path, Manifest]]) -> list[str]:
         if doc["kind"] == "StatefulSet":
             need("Service", doc["spec"]["serviceName"], where)
         for c in containers(doc):
-            ports = {p.get("name") for p in c.get("ports", [])} | {
-                p["containerPort"] for p in c.get("ports", [])
-            }
+            ports = {p.get(k) for p in c.get("ports", []) for k in PORT_KEYS}
             for source in c.get("envFrom", []):
                 if "configMapRef" in source:
                     need("ConfigMap", source["configMapRef"]["name"], where)
@@ -112,7 +117,7 @@ def reference_errors(docs: list[tuple[Path, Manifest]]) -> list[str]:
             for mount in c.get("volumeMounts", []):
                 if mount["name"] not in volumes:
                     errors.append(f"{where}: mounts volume {mount['name']!r}, which the pod does not define")
-            for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+            for probe in PROBES:
                 port = c.get(probe, {}).get("httpGet", {}).get("port")
                 if port is not None and port not in ports:
                     errors.append(f"{where}: {probe} port {port!r} is not a port of container {c['name']}")
@@ -121,23 +126,12 @@ def reference_errors(docs: list[tuple[Path, Manifest]]) -> list[str]:
         where = f"{doc['kind']}/{doc['metadata']['name']}"
         if doc["kind"] == "Service":
             selector = doc["spec"].get("selector", {})
-            targets = [
-                w
-                for w in workloads
-                if selector.items() <= w["spec"]["template"]["metadata"]["labels"].items()
-            ]
+            targets = [w for w in workloads if selector.items() <= pod_labels(w).items()]
             if not targets:
                 errors.append(f"{where}: selector {selector} matches no workload's pods")
             for port in doc["spec"]["ports"]:
                 target = port.get("targetPort", port["port"])
-                served = {
-                    p.get(k)
-                    for w in targets
-                    for c in containers(w)
-                    for p in c.get("ports", [])
-                    for k in ("name", "containerPort")
-                }
-                if targets and target not in served:
+                if targets and target not in port_names(targets):
                     errors.append(f"{where}: targetPort {target!r} is not a container port of its pods")
         if doc["kind"] == "HorizontalPodAutoscaler":
             ref = doc["spec"]["scaleTargetRef"]
@@ -166,29 +160,6 @@ def pod_labels(doc: Manifest) -> dict[str, str]:
     return dict(doc["spec"]["template"]["metadata"]["labels"])
 
 
-def admitted(docs: list[tuple[Path, Manifest]], target: str) -> set[str] | None:
-    """Names of the workloads whose pods the NetworkPolicies let reach workload `target`'s pods;
-    None when no policy selects them (every pod may)."""
-    workloads = {doc["metadata"]["name"]: doc for _, doc in docs if doc["kind"] in WORKLOADS}
-    policies = [
-        doc
-        for _, doc in docs
-        if doc["kind"] == "NetworkPolicy"
-        and selects(doc["spec"]["podSelector"], pod_labels(workloads[target]))
-    ]
-    if not policies:
-        return None
-    allowed: set[str] = set()
-    for policy in policies:
-        for rule in policy["spec"].get("ingress", []):
-            for peer in rule.get("from", []):
-                if "namespaceSelector" in peer or "ipBlock" in peer:
-                    allowed.add("*")  # beyond this namespace's workloads
-                    continue
-                allowed |= {n for n, w in workloads.items() if selects(peer["podSelector"], pod_labels(w))}
-    return allowed
-
-
 def policy_errors(docs: list[tuple[Path, Manifest]]) -> list[str]:
     workloads = [doc for _, doc in docs if doc["kind"] in WORKLOADS]
     errors = []
@@ -199,13 +170,7 @@ def policy_errors(docs: list[tuple[Path, Manifest]]) -> list[str]:
         targets = [w for w in workloads if selects(doc["spec"]["podSelector"], pod_labels(w))]
         if not targets:
             errors.append(f"{where}: podSelector matches no workload's pods")
-        ports = {
-            p.get(k)
-            for w in targets
-            for c in containers(w)
-            for p in c.get("ports", [])
-            for k in ("name", "containerPort")
-        }
+        ports = port_names(targets)
         for rule in doc["spec"].get("ingress", []):
             for port in rule.get("ports", []):
                 if targets and port.get("port") not in ports:
@@ -222,12 +187,11 @@ def probe_errors(docs: list[tuple[Path, Manifest]]) -> list[str]:
     for _, doc in docs:
         if doc["kind"] not in WORKLOADS:
             continue
+        where = f"{doc['kind']}/{doc['metadata']['name']}"
         for c in containers(doc):
-            for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+            for probe in PROBES:
                 if probe in c and "timeoutSeconds" not in c[probe]:
-                    errors.append(
-                        f"{doc['kind']}/{doc['metadata']['name']}: {probe} has no explicit timeoutSeconds"
-                    )
+                    errors.append(f"{where}: {probe} has no explicit timeoutSeconds")
     return errors
 
 
@@ -246,17 +210,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=K8S_DIR)
     parser.add_argument("--kubernetes-version", default=KUBERNETES_VERSION)
     args = parser.parse_args(argv)
-    count, errors = validate(args.dir, args.kubernetes_version)
+    version = args.kubernetes_version
+    count, errors = validate(args.dir, version)
     for error in errors:
         log.error("%s", error)
     if errors:
         log.error("k8s: %d problem(s) in %d manifests under %s", len(errors), count, args.dir)
         return 1
-    log.info(
-        "k8s: %d manifests valid against Kubernetes %s schemas, references resolve",
-        count,
-        args.kubernetes_version,
-    )
+    log.info("k8s: %d manifests valid against Kubernetes %s schemas, references resolve", count, version)
     return 0
 
 

@@ -5,8 +5,6 @@ Each service runs its own compose `command` with its `environment` interpolated 
 the local host (its sibling `..._PORT` that service's local port), `0.0.0.0` the local host, the
 service's own port its local port, a path in a mounted volume that volume's local directory. Chroma
 (the official image, no `command`) becomes `chroma run` on the file mounted at /config.yaml.
-Environment rule: the caller's environment, overridden by the service's compose environment except
-where compose only falls back to a `${X:-default}` and the caller sets that key itself.
 """
 
 from __future__ import annotations
@@ -68,7 +66,8 @@ def interpolate(value: str, variables: Mapping[str, str]) -> str:
 
 
 def environment(service: dict, variables: Mapping[str, str], caller: Mapping[str, str]) -> dict[str, str]:
-    """The compose environment, interpolated, less the ${X:-default} fallbacks of keys the caller sets."""
+    """The compose environment, interpolated, less the ${X:-default} fallbacks of keys the caller sets
+    (the caller's environment, which the launcher passes on, wins over those)."""
     env: dict[str, str] = {}
     for key, raw in service.get("environment", {}).items():
         names = [m[0] for m in _VAR.findall(str(raw))]

@@ -3,12 +3,10 @@ the served version's collection, rank (dense, or fused with BM25 over the candid
 each document once.
 
     dense   the nearest passages by cosine distance; a document ranks where its best passage does
-    hybrid  dense-first fusion: the `hybrid_depth` nearest passages, ranked again by BM25 computed
-            over those candidates alone (same tokenisation as training's BM25), the two rankings
-            fused by reciprocal rank fusion. It needs no lexical index: each passage carries its
-            term statistics (computed at ingestion), fetched with the candidates: BM25 reads
-            them instead of tokenising and stemming the candidates' texts. A passage stored without
-            statistics is tokenised from its text.
+    hybrid  the `hybrid_depth` nearest passages ranked again by BM25 over those candidates alone
+            (training's tokenisation), the two rankings fused by reciprocal rank fusion. No lexical
+            index: BM25 reads each candidate's term statistics (stored at ingestion; a passage
+            without them is tokenised from its text).
 """
 
 from __future__ import annotations

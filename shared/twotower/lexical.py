@@ -16,11 +16,10 @@ import numpy as np
 import Stemmer
 from bm25s.stopwords import STOPWORDS_EN
 
-# bm25s.tokenize's default pattern, r"(?u)\b\w\w+\b" (on lower-cased text), finds every maximal run
-# of two or more word characters; so does this, a quarter faster without the boundary checks.
+# The tokens of bm25s.tokenize's default pattern, r"(?u)\b\w\w+\b": maximal runs of two or more
+# word characters (without its boundary checks, which such runs never need).
 TOKEN = re.compile(r"\w\w+")
-# The same tokens without a regex scan where a text allows it (`token_counts`): the ASCII
-# characters \w matches (letters, digits, "_"), and every other ASCII byte turned into a space.
+# The ASCII characters \w matches, and a table that turns every other ASCII byte into a space.
 _ASCII_WORD = frozenset(chr(c) for c in range(128) if chr(c).isalnum() or chr(c) == "_")
 _ASCII_GAPS = bytes(c if c >= 128 or chr(c) in _ASCII_WORD else 32 for c in range(256))
 STOPWORDS = frozenset(STOPWORDS_EN)  # bm25s's "en" list
@@ -62,11 +61,9 @@ class BM25:
 
 
 def token_counts(text: str) -> Counter[str]:
-    """How often each token of `text` occurs: the tokens of `TOKEN.findall(text.lower())`, which
-    bm25s's pattern finds, counted. Splitting at ASCII non-word characters and Unicode whitespace
-    (neither is ever part of a \\w run) takes about a third of the regex's time; the few pieces
-    with non-ASCII characters in them are then tokenised by the regex, and one-letter pieces dropped
-    (the pattern wants two or more word characters)."""
+    """How often each token of `TOKEN.findall(text.lower())` occurs, found without the regex where
+    it can: split at ASCII non-word characters and whitespace (never part of a \\w run); pieces
+    with non-ASCII characters go through the regex, one-letter pieces are dropped."""
     lowered = text.lower()
     counts = Counter(lowered.encode().translate(_ASCII_GAPS).decode().split())
     if not lowered.isascii():
@@ -108,12 +105,10 @@ def bm25_scores(
     k1: float = 1.5,
     b: float = 0.75,
 ) -> np.ndarray:
-    """BM25 score of each of `texts` for `query`, with `texts` as the whole collection: the same
-    tokens and the same formula as bm25s (its default pattern, English stopwords, the Snowball
-    stemmer, Lucene's idf and term-frequency parts), computed for the query's terms only.
-    `stats[i]`, where given, is `term_stats(texts[i])` and stands in for the text (which may then
-    be None): a search then reads each query stem's count instead of tokenising and stemming.
-    tests/shared/test_lexical.py holds it to bm25s's scores."""
+    """BM25 score of each of `texts` for `query`, with `texts` as the whole collection: bm25s's
+    tokens and formula (Lucene's idf and term frequency), for the query's terms only (a test holds
+    it to bm25s's scores). `stats[i]`, where given, is `term_stats(texts[i])` and stands in for the
+    text (which may then be None): each query stem's count is read, not tokenised and stemmed."""
     n = len(texts)
     scores = np.zeros(n)
     terms = [w for w in TOKEN.findall(query.lower()) if w not in STOPWORDS]

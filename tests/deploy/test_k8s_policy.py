@@ -8,7 +8,30 @@ from pathlib import Path
 
 import pytest
 
-from deploy.k8s.validate import K8S_DIR, admitted, manifests, validate
+from deploy.k8s.validate import K8S_DIR, WORKLOADS, Manifest, manifests, pod_labels, selects, validate
+
+
+def admitted(docs: list[tuple[Path, Manifest]], target: str) -> set[str] | None:
+    """Names of the workloads whose pods the NetworkPolicies let reach workload `target`'s pods;
+    None when no policy selects them (every pod may)."""
+    workloads = {doc["metadata"]["name"]: doc for _, doc in docs if doc["kind"] in WORKLOADS}
+    policies = [
+        doc
+        for _, doc in docs
+        if doc["kind"] == "NetworkPolicy"
+        and selects(doc["spec"]["podSelector"], pod_labels(workloads[target]))
+    ]
+    if not policies:
+        return None
+    allowed: set[str] = set()
+    for policy in policies:
+        for rule in policy["spec"].get("ingress", []):
+            for peer in rule.get("from", []):
+                if "namespaceSelector" in peer or "ipBlock" in peer:
+                    allowed.add("*")  # beyond this namespace's workloads
+                    continue
+                allowed |= {n for n, w in workloads.items() if selects(peer["podSelector"], pod_labels(w))}
+    return allowed
 
 
 def test_only_the_services_and_the_trainer_reach_chroma() -> None:

@@ -1,22 +1,12 @@
 """The onnx engine's runtime and precision for the CPU it runs on, chosen at start-up.
 
-The rule (`rule`), per tower, from the CPU's class (`CpuFeatures.read`: the kernel's flags in
-/proc/cpuinfo; bf16 = AMX or AVX-512 BF16, vnni = AVX-512 VNNI or AVX-VNNI, avx2 = neither):
-
-    documents  OpenVINO, fp32 graphs: it computes in bfloat16 on a bf16 CPU, in f32 elsewhere
-    queries    int8 graphs on ONNX Runtime
-
-`python -m bench.engines` measures every variant (ONNX Runtime fp32 and int8, OpenVINO f32, and
-bf16 where the CPU has it) in one run and prints the rule's choice beside them; `--isa AVX2`
-measures OpenVINO as on an AVX2-only CPU. On each class measured the same runtimes won: OpenVINO
-embeds documents faster than ONNX Runtime fp32 (int8 documents are faster still but cost ranking
-quality), and ONNX Runtime int8 answers a single query fastest, OpenVINO slowest. So the class
-decides the precision the documents get, and the rule stays one place to change should a class
-measure otherwise.
-
-A setting that names a variant or backend wins over the rule (`auto`, the services' default, asks
-for it). Threads are the caller's (the services: CPUs / workers). The choice is logged and, where
-prometheus_client is installed (the services), exported as the gauge `twotower_engine_choice`.
+`rule`: documents run the fp32 graphs on OpenVINO (faster than ONNX Runtime fp32, without int8's
+cost in ranking quality; OpenVINO computes in bfloat16 on a CPU with AMX or AVX-512 BF16, in f32
+elsewhere); queries run the int8 graphs on ONNX Runtime (the fastest single query).
+`python -m bench.engines` measures every variant beside the rule's choice. A setting that names a
+variant or backend wins over the rule (`auto`, the services' default, asks for it). The choice is
+logged and, where prometheus_client is installed (the services), exported as the gauge
+`twotower_engine_choice`.
 """
 
 from __future__ import annotations
@@ -64,20 +54,13 @@ class CpuFeatures:
         return bool(self.flags & BF16_FLAGS)
 
     @property
-    def vnni(self) -> bool:
-        return bool(self.flags & VNNI_FLAGS)
-
-    @property
     def level(self) -> str:
-        """The class the rule tells apart: bf16, vnni or avx2 (meaning: neither of the others)."""
-        return "bf16" if self.bf16 else "vnni" if self.vnni else "avx2"
+        """The CPU's class: bf16, vnni (AVX-512 VNNI or AVX-VNNI) or avx2 (neither)."""
+        return "bf16" if self.bf16 else "vnni" if self.flags & VNNI_FLAGS else "avx2"
 
     def summary(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "level": self.level,
-            "flags": [f for f in REPORTED_FLAGS if f in self.flags],
-        }
+        flags = [f for f in REPORTED_FLAGS if f in self.flags]
+        return {"model": self.model, "level": self.level, "flags": flags}
 
 
 @dataclass(frozen=True)
@@ -96,21 +79,19 @@ class Choice:
             return "int8"
         return "bf16" if self.backend == "openvino" and self.level == "bf16" else "fp32"
 
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The gauge's labels: tower, engine, precision, threads, source, cpu."""
+        return (self.tower, self.backend, self.precision, str(self.threads), self.source, self.level)
+
 
 def rule(tower: str, features: CpuFeatures) -> tuple[Variant, Backend]:
-    """The rule of the module docstring: (variant, backend) for `tower` on a CPU with `features`
-    (OpenVINO picks bfloat16 or f32 itself, from the same CPU flags)."""
-    if tower == "query":
-        return "int8", "onnxruntime"
-    return "fp32", "openvino"
+    """(variant, backend) for `tower` on a CPU with `features` (OpenVINO picks bfloat16 or f32 itself)."""
+    return ("int8", "onnxruntime") if tower == "query" else ("fp32", "openvino")
 
 
 def choose(
-    towers: Sequence[str],
-    variant: str,
-    backend: str,
-    threads: int,
-    features: CpuFeatures | None = None,
+    towers: Sequence[str], variant: str, backend: str, threads: int, features: CpuFeatures | None = None
 ) -> Choice:
     """`variant` and `backend`, each where set, else the rule's for the first tower loaded now
     (documents before queries when both are: the heavier work)."""
@@ -130,16 +111,7 @@ def announce(choice: Choice) -> None:
     """Log the choice and set `twotower_engine_choice{tower, engine, precision, threads, source,
     cpu}` to 1 (when prometheus_client is installed: the services have it, training need not)."""
     global _GAUGE
-    precision = choice.precision
-    log.info(
-        "%s tower: %s %s, %d threads (%s, %s CPU)",
-        choice.tower,
-        choice.backend,
-        precision,
-        choice.threads,
-        choice.source,
-        choice.level,
-    )
+    log.info("%s tower: %s %s, %s threads (%s, %s CPU)", *choice.labels)
     try:
         from prometheus_client import Gauge
     except ImportError:
@@ -152,5 +124,4 @@ def announce(choice: Choice) -> None:
             ["tower", "engine", "precision", "threads", "source", "cpu"],
             multiprocess_mode="livemax",
         )
-    labels = (choice.tower, choice.backend, precision, str(choice.threads), choice.source, choice.level)
-    _GAUGE.labels(*labels).set(1)
+    _GAUGE.labels(*choice.labels).set(1)

@@ -1,9 +1,9 @@
 """Documents in a model version's collection: how a document and its passages are laid out as
 Chroma records, written, read back, deleted and searched.
 
-A document that fits the backbone's window is ONE record, as it always was: id = the document's
-id, text = its text, metadata = its metadata plus `_title`. A longer document is split into
-passages (`passages.split`):
+A document that fits the backbone's window is ONE record: id = the document's id, text = its
+text, metadata = its metadata plus `_title`. A longer document is split into passages
+(`passages.split`):
 
     <id>      passage 0, and the document itself: text = the WHOLE document, metadata + `_parts`
               (how many passages) and `_end` (where passage 0 ends in the text)
@@ -46,10 +46,7 @@ PART_KEY = "_part"
 STATS_KEY = "_bm25"  # the passage's tower input as `lexical.term_stats` sums it up
 PASSAGE_SEPARATOR = "#"
 
-# A passage of a document up to this long carries the whole text (and its span in `_start`/`_end`),
-# so that a search hit on any passage needs no second request for the text; a longer document's
-# passages carry just their own text, and its whole text is fetched from its first record.
-WHOLE_TEXT_CHARS = 8_192
+WHOLE_TEXT_CHARS = 8_192  # a longer document's passages carry their own text only (module docstring)
 
 # Collection metadata: what the index was built with (checked when a process opens it).
 VERSION_KEY = "model_version"
@@ -83,6 +80,10 @@ class Hit:
 
 def is_passage_id(record_id: str) -> bool:
     return PASSAGE_SEPARATOR in record_id
+
+
+def passage_ids(doc_id: str, first: int, parts: int) -> list[str]:
+    return [f"{doc_id}{PASSAGE_SEPARATOR}{i}" for i in range(first, parts)]
 
 
 def document_id(record: Record) -> str:
@@ -258,7 +259,7 @@ class DocumentIndex:
             gone = {k: None for k in had if k not in record.metadata}
             if gone:
                 record.metadata = {**record.metadata, **gone}  # type: ignore[dict-item]
-        return [f"{doc_id}{PASSAGE_SEPARATOR}{i}" for i in range(len(records), int(old.get(PARTS_KEY, 1)))]
+        return passage_ids(doc_id, len(records), int(old.get(PARTS_KEY, 1)))
 
     def _split(self, documents: Sequence[Document]) -> list[list[tuple[int, int]]]:
         encoder = self._encoder()
@@ -289,14 +290,7 @@ class DocumentIndex:
             found = self.store.get(self.version, ids=list(doc_ids), texts=False)
         except CollectionMissing:
             return []
-        ids = [
-            rid
-            for r in found
-            for rid in [
-                r.id,
-                *(f"{r.id}{PASSAGE_SEPARATOR}{i}" for i in range(1, int(r.metadata.get(PARTS_KEY, 1)))),
-            ]
-        ]
+        ids = [rid for r in found for rid in [r.id, *passage_ids(r.id, 1, int(r.metadata.get(PARTS_KEY, 1)))]]
         self.store.delete(self.version, ids=ids)
         return [r.id for r in found]
 

@@ -31,6 +31,7 @@ from twotower.index.documents import (
     Document,
     DocumentIndex,
     as_document,
+    passage_ids,
 )
 from twotower.index.passages import PassageConfig
 from twotower.index.serving import (
@@ -291,7 +292,7 @@ class Rollout(_Versions):
                 spans = passages.split(
                     doc.text, doc.title, encoder.tokenizer, encoder.max_seq_length, target.passage_config
                 )
-                expected = {doc_id, *(f"{doc_id}{PASSAGE_SEPARATOR}{i}" for i in range(1, len(spans)))}
+                expected = {doc_id, *passage_ids(doc_id, 1, len(spans))}
                 current = as_document(have[doc_id]) if doc_id in have else None
                 same = current == doc and set(present) == expected
                 if doc_id in have and int(have[doc_id].metadata.get(PARTS_KEY, 1)) != len(spans):

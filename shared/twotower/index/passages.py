@@ -1,10 +1,8 @@
 """Long documents as overlapping passages, counted in the backbone's own tokens.
 
-The backbone sees at most `max_seq_length` tokens (256 for MiniLM, two of them [CLS] and [SEP]);
-the tail of a longer document would never be embedded. A document whose tower input (title and
-text) fits the window stays one passage, exactly as before; a longer one is split into windows of
-`tokens` tokens that overlap by `overlap`, each embedded with the title in front, so an answer in
-its last paragraph is found like one in its first.
+The backbone sees at most `max_seq_length` tokens (two of them [CLS] and [SEP]). A document whose
+tower input (title and text) fits stays one passage; a longer one is split into windows of `tokens`
+tokens that overlap by `overlap`, each embedded with the title in front, so its tail is searchable.
 """
 
 from __future__ import annotations

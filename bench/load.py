@@ -72,7 +72,10 @@ def in_turns(names: list[str], items: list[T], size: int, run: Callable[[str, li
 
 
 def concurrent_clients(
-    concurrency: int, queries: list[str], connect: Callable[[], C], send: Callable[[C, str], float | None]
+    concurrency: int,
+    queries: list[str],
+    connect: Callable[[], C],
+    send: Callable[[C, str], float | None],
 ) -> tuple[list[float], list[float], int, float]:
     """`concurrency` threads, client i sending every concurrency-th query back to back. `connect` opens
     a connection and makes one untimed request; `send` returns the server's time (NaN: none), or None

@@ -37,7 +37,11 @@ def doc_text(doc: BeirDoc) -> str:
 
 
 def mine_bm25_negatives(
-    bm25: BM25, queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]], depth: int, seed: int
+    bm25: BM25,
+    queries: Mapping[str, str],
+    qrels: Mapping[str, Mapping[str, int]],
+    depth: int,
+    seed: int,
 ) -> dict[str, list[str]]:
     """query id -> BM25's top-`depth` documents minus every known positive of that query.
 

@@ -56,7 +56,10 @@ def triplet_loss(
 
 @torch.no_grad()
 def interpolate_(
-    module: torch.nn.Module, start: Mapping[str, torch.Tensor], ratio: float, keep_tuned: tuple[str, ...] = ()
+    module: torch.nn.Module,
+    start: Mapping[str, torch.Tensor],
+    ratio: float,
+    keep_tuned: tuple[str, ...] = (),
 ) -> None:
     """WiSE-FT in place: every floating-point tensor becomes (1 - ratio) * start + ratio * current,
     except those whose name starts with one of `keep_tuned` (they keep their fine-tuned value).

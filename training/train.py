@@ -249,7 +249,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         version = publish(
             model,
             cfg.weights_dir,
-            metadata={"training": dataclasses.asdict(cfg), "metrics": metrics, "wandb_run": run_path},
+            metadata={
+                "training": dataclasses.asdict(cfg),
+                "metrics": metrics,
+                "wandb_run": run_path,
+            },
         )
         run.summary["published_version"] = version
         artifact = wandb.Artifact(

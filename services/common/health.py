@@ -126,7 +126,9 @@ class ReadinessMonitor:
 
 
 def service_router(
-    service: str, probes: Callable[[ServiceState[Any]], dict[str, Probe]], ready_summary: str
+    service: str,
+    probes: Callable[[ServiceState[Any]], dict[str, Probe]],
+    ready_summary: str,
 ) -> APIRouter:
     """GET / (welcome), GET /healthz (alive) and GET /readyz (`probes`, in order) for a service.
 

@@ -47,7 +47,12 @@ async def _answer(send: Send, status: int, detail: str, headers: dict[str, str] 
 
 class RequestGuard:
     def __init__(
-        self, app: ASGIApp, *, max_body_bytes: int, setting: str, authorize: Authorize | None = None
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        setting: str,
+        authorize: Authorize | None = None,
     ) -> None:
         self.app, self.max_body_bytes, self.setting, self.authorize = app, max_body_bytes, setting, authorize
 

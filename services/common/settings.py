@@ -50,7 +50,9 @@ class ServiceSettings(BaseSettings):
         "chosen for the CPU and tower (twotower.engine.cpu)",
     )
     threads: int | None = Field(
-        default=None, ge=1, description="Intra-op threads per worker for the towers; unset = CPUs / workers"
+        default=None,
+        ge=1,
+        description="Intra-op threads per worker for the towers; unset = CPUs / workers",
     )
     device: str | None = Field(
         default=None, description="torch device; default cuda when available, else cpu"

@@ -41,7 +41,10 @@ class DocumentNotFoundError(LookupError):
 
 def writer(state: State) -> IndexWriter:
     return IndexWriter(
-        state.store, state.models.get, state.passage_config, finalize_wait_s=state.settings.finalize_wait_s
+        state.store,
+        state.models.get,
+        state.passage_config,
+        finalize_wait_s=state.settings.finalize_wait_s,
     )
 
 

@@ -168,7 +168,8 @@ def check_export(model: DualTowerWithFC, version_dir: Path, texts: Sequence[str]
     with closing(OnnxEncoder(version_dir, device="cpu", variant="fp32")) as fp32:
         queries, documents = fp32.encode_queries(texts), fp32.encode_documents(texts)
     worst = min(
-        min_cosine(queries, model.encode_queries(texts)), min_cosine(documents, model.encode_documents(texts))
+        min_cosine(queries, model.encode_queries(texts)),
+        min_cosine(documents, model.encode_documents(texts)),
     )
     if worst < MIN_COSINE:
         raise ArtifactError(f"{version_dir}: ONNX towers disagree with PyTorch (cosine {worst:.5f})")

@@ -15,6 +15,9 @@ Steps (each asserted; the run stops at the first failure and still cleans up):
      with the weights volume read-only;
   5. the demo corpus loaded with the trainer image's loader (README's command); search on 8000;
      post, get, search and delete on 8001/8000 with the key from .env (401 without it);
+     hostile probes: 1 MB and 128 MB headers answered 431 (or closed) within 1 s, before all is sent,
+     while /healthz answers in < 100 ms; no log line forged by %0a or %0d%0a; a POST over
+     INGEST_MAX_REQUEST_CHARS refused (413) with nothing of it stored;
   6. Chroma's container restarted, then `down` + `up`: every document found again each time;
   7. the trainer profile: a frozen-backbone 1-epoch run publishes a new version to the weights volume
      (LATEST moves), which the services see on their read-only mount;
@@ -39,11 +42,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from deploy.podman.engine import HERE, ROOT, CheckError, Engine, check, http_json, wait_http
+from deploy.podman.probes import REFUSED, healthz_timed, huge_header
 
 CACHE = ROOT / ".cache" / "compose-test"
 PUBLISHED = {8000, 8001}
@@ -132,6 +137,52 @@ def check_containers(engine: Engine) -> None:
     check(published == PUBLISHED, f"published ports {sorted(published)}, expected {sorted(PUBLISHED)}")
 
 
+def hostile_probes(engine: Engine, key: str) -> dict[str, Any]:
+    """The probes of the module docstring, through the published ports; what they measured."""
+    sent: list[tuple[int, int, float, str]] = []  # port, bytes, seconds, answer
+    deadline = time.monotonic() + 30
+    with healthz_timed(QUERY, INGEST) as healthz:
+        while len(sent) < 8 or min(map(len, healthz.values())) < 20:  # /healthz meanwhile
+            check(time.monotonic() < deadline, f"/healthz answered too few times meanwhile: {healthz}")
+            for port, path in ((8001, "/documents"), (8000, "/search")):
+                for size in (1 << 20, 128_000_000):
+                    answer, seconds, all_out = huge_header(port, path, size)
+                    sent.append((port, size, round(seconds, 3), answer[:12].decode() or "closed"))
+                    check(answer[:12] in (b"", b"HTTP/1.1 431") and seconds < 1, f"{sent[-1]}")
+                    check(size < 1e8 or not all_out, f"{sent[-1]}: all sent before the answer")
+    for url, times in healthz.items():  # one late probe is the shared host's scheduling
+        check(sorted(times)[-2] < 0.1 and max(times) < 1, f"{url}/healthz slowest: {sorted(times)[-5:]}")
+    logs: dict[str, list[str]] = {}
+    deadline = time.monotonic() + 10
+    for service, url in (("query", QUERY), ("ingest", INGEST)):
+        forged = f"ERROR forged-on-{service}"
+        http_json("GET", f"{url}/documents/x%0a{forged}?q=1%0d%0a{forged}".replace(" ", "%20"))
+        while not any(forged in line for line in logs.get(service, [])):
+            check(time.monotonic() < deadline, f"{service}: the forged request is not logged")
+            out = engine.run("podman", "logs", engine.container(service)["Id"], quiet=True)
+            logs[service] = (out.stdout + out.stderr).splitlines()
+        check(not [ln for ln in logs[service] if ln.startswith(forged)], f"{service}: a log line forged")
+    refused = [float(ms) for lines in logs.values() for ms in REFUSED.findall("\n".join(lines))]
+    check(len(refused) >= len(sent) and max(refused) < 100, f"server-side ms to 431: {refused}")
+    big = [{"id": f"compose-test-big-{i}", "text": "word " * 20_000} for i in range(6)]
+    status, answer = http_json("POST", f"{INGEST}/documents", {"documents": big}, key=key)
+    check(status == 413 and "INGEST_MAX_REQUEST_CHARS" in str(answer), f"600,000 chars: {status} {answer}")
+    stored = [d["id"] for d in big if http_json("GET", f"{INGEST}/documents/{d['id']}")[0] != 404]
+    check(not stored, f"stored from the refused POST: {stored}")
+    report = {
+        "heads": dict(Counter(f"{port} {size} B: {answer}" for port, size, _, answer in sent)),
+        "client_s_max": {
+            f"{size} B": max(h[2] for h in sent if h[1] == size) for size in (1 << 20, 128_000_000)
+        },
+        "server_ms_max": max(refused),
+        "healthz_ms_max": {url: round(max(t) * 1000, 1) for url, t in healthz.items()},
+        "healthz_answers": {url: len(t) for url, t in healthz.items()},
+        "413": answer,
+    }
+    log.info("probes: %s", report)
+    return report
+
+
 def run(engine: Engine, timings: dict[str, float], report: dict[str, Any]) -> None:
     with step("podman API service and health-check ticker", timings):
         engine.start()
@@ -198,6 +249,8 @@ def run(engine: Engine, timings: dict[str, float], report: dict[str, Any]) -> No
         kept = {"compose-test-kept": docs["compose-test-kept"]}
         count = len(ids) + 1
         find_everything(ids, kept, count)
+    with step("hostile probes: huge headers, forged log lines, a POST over the character bound", timings):
+        report["probes"] = hostile_probes(engine, key)
 
     with step("Chroma restarted: every document found again", timings):
         engine.compose("restart", "chroma", timeout=180)

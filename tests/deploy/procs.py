@@ -6,6 +6,11 @@ import os
 import shutil
 import signal
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def resolve(argv: list[str], env: dict[str, str]) -> list[str]:
@@ -24,3 +29,20 @@ def stop_group(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+
+
+@contextmanager
+def running(argv: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`argv` in its own session from the repository root, its output in `log` (whose tail is
+    printed when the block fails), stopped with stop_group on the way out."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        yield proc
+    except BaseException:
+        print(log.read_text()[-5000:])
+        raise
+    finally:
+        stop_group(proc)

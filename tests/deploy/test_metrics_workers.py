@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.local.stack import child_environment
 from tests.conftest import ChromaServer, free_port
-from tests.deploy.procs import resolve
+from tests.deploy.procs import resolve, running
 
 # Gunicorn with two workers, one killed: `make test-stack`.
 pytestmark = pytest.mark.stack
@@ -89,23 +89,10 @@ def gunicorn(tmp_path: Path, chroma_server: ChromaServer, published_base: Path) 
         ["gunicorn", "-c", "services/query/gunicorn.conf.py", "services.query.main:create_app()"], env
     )
     log = tmp_path / "gunicorn.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    server = Gunicorn(proc, f"http://127.0.0.1:{port}", log, prom_dir)
-    try:
+    with running(argv, env, log) as proc:
         # Each worker records the served model version once its lifespan has loaded the model.
         wait_until(lambda: len(live_gauge_pids(prom_dir)) == 2, 300, "two workers serving", proc)
-        yield server
-    except BaseException:
-        print(log.read_text()[-5000:])
-        raise
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        yield Gunicorn(proc, f"http://127.0.0.1:{port}", log, prom_dir)
 
 
 def test_metrics_add_up_across_workers(gunicorn: Gunicorn) -> None:

@@ -4,8 +4,6 @@ and nothing a client sends can forge a log line."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +13,8 @@ import pytest
 
 from deploy.local.stack import child_environment
 from deploy.podman.probes import REFUSED, healthz_timed, huge_header
-from tests.conftest import ROOT, ChromaServer, free_port, wait_http
-from tests.deploy.procs import resolve
+from tests.conftest import ChromaServer, free_port, wait_http
+from tests.deploy.procs import resolve, running
 
 pytestmark = pytest.mark.stack
 
@@ -53,21 +51,9 @@ def service(
         ["gunicorn", "-c", f"services/{name}/gunicorn.conf.py", f"services.{name}.main:create_app()"], env
     )
     log = tmp_path_factory.mktemp(name) / "gunicorn.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
+    with running(argv, env, log) as proc:
         wait_http(f"http://127.0.0.1:{port}/healthz", timeout=300, proc=proc)
         yield Service(name, port, log)
-    except BaseException:
-        print(log.read_text()[-5000:])
-        raise
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_huge_headers_are_refused_at_once_and_healthz_stays_fast(service: Service) -> None:

@@ -66,7 +66,7 @@ async def index_documents(
     await anyio.to_thread.run_sync(state.store.heartbeat)
     stored: list[str] = []
     upsert = writer(state).upsert
-    for group in grouped(documents, GROUP_CHARS, lambda d: len(d.text) + len(d.title or "")):
+    for group in grouped(documents, GROUP_CHARS, lambda d: d.chars):
         if await gone():
             raise ClientGone(stored, len(documents))
         docs = [Document(d.id, d.text, d.title, dict(d.metadata)) for d in group]

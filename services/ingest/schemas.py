@@ -105,6 +105,11 @@ class DocumentIn(BaseModel):
     )
     metadata: Metadata = Field(default_factory=dict)
 
+    @property
+    def chars(self) -> int:
+        """Characters the document tower embeds (text and title): what INGEST_MAX_REQUEST_CHARS bounds."""
+        return len(self.text) + len(self.title or "")
+
 
 EXAMPLE = {"id": "faq-1", "title": "Returns", "text": "Items can be returned within 30 days of delivery."}
 

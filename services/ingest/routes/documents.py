@@ -52,7 +52,7 @@ async def upsert_documents(body: IngestRequest, state: StateDep, request: Reques
         msg = f"at most {settings.max_documents_per_request} documents per request, got {len(body.documents)}"
         raise RequestValidationError([{"type": "too_long", "loc": ("body", "documents"), "msg": msg}])
     # The work a request causes grows with its characters: bounded before any of it starts.
-    chars = sum(len(d.text) + len(d.title or "") for d in body.documents)
+    chars = sum(d.chars for d in body.documents)
     if chars > settings.max_request_chars:
         raise HTTPException(
             413,

@@ -89,8 +89,8 @@ class ServiceSettings(BaseSettings):
         makes the workers' thread pools fight over them."""
         if self.threads is not None:
             return self.threads
-        # Imported here: gunicorn's master reads these settings and needs no ONNX Runtime.
-        from twotower.engine.onnx_engine import available_cpus
+        # Imported here: gunicorn's master reads these settings and needs no numpy or tokenizers.
+        from twotower.engine import available_cpus
 
         return max(1, available_cpus() // self.workers)
 

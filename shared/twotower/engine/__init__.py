@@ -82,7 +82,7 @@ def open_encoder(
         return TorchEncoder.open(roots, version, base_model=base_model, device=device, threads=threads)
     if engine == "onnx":
         from twotower.engine.cpu import announce, choose
-        from twotower.engine.onnx_engine import OnnxEncoder, available_cpus
+        from twotower.engine.onnx_engine import OnnxEncoder
 
         choice = choose(towers, variant, backend, threads or available_cpus())
         encoder = OnnxEncoder.open(

@@ -112,6 +112,9 @@ def rollout(args: argparse.Namespace, store: ChromaStore) -> str:
         return f"dropped {len(dropped)} collections: {', '.join(dropped) or 'none'}"
 
     started = time.monotonic()
+    served = plan.read()
+    if served is not None and not served.migrating and store.exists(served.version):
+        store.hnsw = store.hnsw_settings_of(served.version)  # the target is built like the served one
     pointer = plan.start(args.version)
     if not pointer.migrating:
         return f"serving {pointer.version}: nothing to migrate"

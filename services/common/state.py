@@ -25,7 +25,7 @@ from twotower.index.documents import DocumentIndex, IndexMismatch
 from twotower.index.migration import passage_config_of
 from twotower.index.passages import PassageConfig
 from twotower.index.serving import Pointer, ServingPointer
-from twotower.index.store import ChromaStore, CollectionMissing, StoreUnavailable
+from twotower.index.store import ChromaStore, CollectionMissing, HnswSettings, StoreUnavailable
 from twotower.registry import ArtifactError
 
 log = logging.getLogger(__name__)
@@ -169,11 +169,13 @@ def lifespan(
     passage_config: PassageConfig | None = None,
     wrap: Callable[[Encoder], Encoder] | None = None,
     instrument: Callable[[ServiceState[S]], None] | None = None,
+    hnsw: HnswSettings | None = None,
 ) -> Callable[[Any], AbstractAsyncContextManager[dict[str, ServiceState[S]]]]:
     """The app's lifespan: open the state once at start-up (the store, which connects lazily, and
     the version to serve, loaded), expose it as `request.state.service`, follow the serving pointer
     while it runs, release the models at shutdown. `wrap`: what the service wraps each encoder in;
-    `instrument` runs before anything is loaded (metrics hooks)."""
+    `instrument` runs before anything is loaded (metrics hooks); `hnsw`: what collections the
+    service creates are built with (ingestion's settings)."""
 
     @asynccontextmanager
     async def run(app: Any) -> AsyncIterator[dict[str, ServiceState[S]]]:
@@ -183,6 +185,7 @@ def lifespan(
             settings.collection_prefix,
             connect_timeout_s=settings.chroma_connect_timeout_s,
             timeout_s=settings.chroma_timeout_s,
+            hnsw=hnsw,
         )
         models = Models(settings, towers=ROLE_TOWERS[role])
         if wrap is not None:

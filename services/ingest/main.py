@@ -10,7 +10,7 @@ from services.common.errors import register_error_handlers
 from services.common.limits import RequestGuard
 from services.common.observability import instrument_app, observed
 from services.common.state import lifespan
-from services.ingest.config import Settings, passage_config
+from services.ingest.config import Settings, hnsw_settings, passage_config
 from services.ingest.deps import write_guard
 from services.ingest.indexer import DocumentNotFoundError
 from services.ingest.routes import documents, health, stats
@@ -40,7 +40,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Two-tower search: ingestion API",
         description=DESCRIPTION,
         version="1.0.0",
-        lifespan=lifespan(settings, "ingest", passage_config(settings), instrument=observed("ingest")),
+        lifespan=lifespan(
+            settings,
+            "ingest",
+            passage_config(settings),
+            instrument=observed("ingest"),
+            hnsw=hnsw_settings(settings),
+        ),
         # Served by serve_docs_offline below, without a CDN.
         docs_url=None,
         redoc_url=None,

@@ -309,6 +309,8 @@ def test_rollout_under_writes_and_searches_loses_nothing(
     source, target = served_and_other(live, a, b)
     pids = {name: proc.pid for name, proc in live.procs.items()}
     expected: dict[str, str | None] = dict(corpus)
+    if not killed:  # a new target is built with the served collection's HNSW settings, tuned ones too
+        live.store().set_ef_search(source, 77)
     with Traffic(live, list(corpus), seed=1 + killed) as traffic:
         if killed:
             first = live.rollout(target)
@@ -330,6 +332,8 @@ def test_rollout_under_writes_and_searches_loses_nothing(
     assert all(proc.poll() is None for proc in live.procs.values())
     stats = httpx.get(f"{live.urls['ingest']}/stats", timeout=10).json()
     assert stats["model_version"] == target and stats["migration"] is None
+    if not killed:
+        assert live.store().hnsw_of(target)["ef_search"] == 77
     corpus.clear()
     corpus.update(stored)  # what the next rollout starts from
 

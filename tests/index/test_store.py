@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import chromadb
 import httpx
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from twotower.index.chroma_client import QueryTransport
 from twotower.index.store import (
     ChromaStore,
     CollectionMissing,
+    HnswSettings,
     InvalidFilter,
     PartialWrite,
     Record,
@@ -290,3 +292,29 @@ def test_a_read_that_chroma_failed_is_sent_again(
         store.query("v1", vectors[0], 3)
     assert not isinstance(stalled.value, StoreFailed)
     assert calls == ["query"]
+
+
+def test_hnsw_settings_reach_chroma_and_ef_search_changes_on_an_existing_collection(
+    make_store: Callable[..., ChromaStore], chroma_server: ChromaServer
+) -> None:
+    store = make_store(hnsw=HnswSettings(ef_search=37, ef_construction=55, max_neighbors=12))
+    store.collection("v1", create=True)
+    # Read back by a client of its own, not through the store that made it.
+    fresh = chromadb.HttpClient(host=chroma_server.host, port=chroma_server.port)
+    made = fresh.get_collection(store.collection_name("v1")).configuration_json["hnsw"]
+    assert (made["space"], made["ef_search"], made["ef_construction"], made["max_neighbors"]) == (
+        "cosine",
+        37,
+        55,
+        12,
+    )
+    # Another store with other settings opens it as it is: the settings are the collection's.
+    other = ChromaStore(store.host, store.port, store.prefix, hnsw=HnswSettings(ef_search=99))
+    other.collection("v1", create=True)
+    assert other.hnsw_of("v1")["ef_search"] == 37
+    other.set_ef_search("v1", 64)
+    with chroma_server.stopped():
+        pass
+    after = chromadb.HttpClient(host=chroma_server.host, port=chroma_server.port)
+    kept = after.get_collection(store.collection_name("v1")).configuration_json["hnsw"]
+    assert (kept["ef_search"], kept["ef_construction"], kept["max_neighbors"]) == (64, 55, 12)

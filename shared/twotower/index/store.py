@@ -80,6 +80,29 @@ class PartialWrite(StoreUnavailable):
         self.stored = stored
 
 
+@dataclass(frozen=True)
+class HnswSettings:
+    """The HNSW parameters a collection is created with, recorded in its Chroma configuration (read
+    back with `ChromaStore.hnsw_of`). `ef_search` (candidates kept while searching: recall against
+    latency) can be changed on an existing collection (`ChromaStore.set_ef_search`); `ef_construction`
+    and `max_neighbors` (M) shape the graph as it is built and are fixed once the collection exists.
+    The defaults are picked by `make bench-scale` (docs/scaling.md)."""
+
+    ef_search: int = 100
+    ef_construction: int = 100
+    max_neighbors: int = 16
+
+    def configuration(self) -> dict[str, Any]:
+        return {
+            "hnsw": {
+                "space": "cosine",
+                "ef_search": self.ef_search,
+                "ef_construction": self.ef_construction,
+                "max_neighbors": self.max_neighbors,
+            }
+        }
+
+
 @dataclass
 class Record:
     """One Chroma record: an id, its stored text, and its metadata (reserved keys included)."""
@@ -109,8 +132,10 @@ class ChromaStore:
         connect_timeout_s: float = 2.0,
         timeout_s: float = 15.0,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        hnsw: HnswSettings | None = None,
     ) -> None:
         self.host, self.port, self.prefix = host, port, collection_prefix
+        self.hnsw = hnsw or HnswSettings()  # what collections made by this store are built with
         self.connect_timeout_s, self.timeout_s = connect_timeout_s, timeout_s
         self.max_payload_bytes = max_payload_bytes
         # Called with (operation, seconds, ok) after every request to Chroma (metrics).
@@ -210,7 +235,8 @@ class ChromaStore:
 
     # -- collections -----------------------------------------------------------------------
     def collection(self, name: str, *, create: bool = False, metadata: Metadata | None = None) -> Collection:
-        """The collection `<prefix>-<name>` (handle cached); with `create`, made if missing (cosine)."""
+        """The collection `<prefix>-<name>` (handle cached); with `create`, made if missing (cosine,
+        this store's `hnsw`; an existing collection keeps the settings it was made with)."""
         full = self.collection_name(name)
         handle = self._handles.get(full)
         if handle is not None:
@@ -223,7 +249,7 @@ class ChromaStore:
                 client.get_or_create_collection,
                 full,
                 embedding_function=None,
-                configuration={"hnsw": {"space": "cosine"}},
+                configuration=self.hnsw.configuration(),
                 metadata=metadata or None,
             )
         else:
@@ -235,6 +261,30 @@ class ChromaStore:
             if self._client is client:
                 self._handles[full] = handle
         return handle
+
+    def hnsw_of(self, name: str) -> dict[str, Any]:
+        """The HNSW configuration Chroma holds for a collection (asked afresh, not from the cache)."""
+        self.forget(name)
+        return dict(self.collection(name).configuration_json.get("hnsw") or {})
+
+    def hnsw_settings_of(self, name: str) -> HnswSettings:
+        """The HnswSettings a collection was made with (and its ef_search now), to build another alike."""
+        found = self.hnsw_of(name)
+        default = HnswSettings()
+        return HnswSettings(
+            int(found.get("ef_search", default.ef_search)),
+            int(found.get("ef_construction", default.ef_construction)),
+            int(found.get("max_neighbors", default.max_neighbors)),
+        )
+
+    def set_ef_search(self, name: str, ef_search: int) -> None:
+        """Change a collection's `ef_search` (the one HNSW parameter Chroma lets change afterwards).
+        Chroma 1.5 records it at once but searches with it only after loading the index again (a
+        restart of the server)."""
+        self._with_handle(
+            name, "modify", lambda c: c.modify(configuration={"hnsw": {"ef_search": ef_search}})
+        )
+        self.forget(name)
 
     def forget(self, name: str) -> None:
         """Drop the cached handle (the collection was deleted or changed elsewhere)."""

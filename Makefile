@@ -15,7 +15,7 @@ WEIGHTS_DIR ?= weights
 # Demo corpus for `make run`: empty = Python's own language reference topics (pydoc_data).
 CORPUS ?=
 
-.PHONY: help install lock run test test-stack test-browser test-slow test-durability lint train eval eval-served rollout cleanup bench bench-gpu bench-peer up down compose-check compose-test k8s-check clean
+.PHONY: help install lock run test test-stack test-browser test-slow test-durability lint train eval eval-served rollout cleanup bench bench-gpu bench-peer up down compose-check compose-test k8s-check clean bench-scale-cache bench-scale
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -125,3 +125,10 @@ k8s-check: install ## Validate deploy/k8s manifests offline
 
 clean: ## Remove the venv and local data (./data, ./weights)
 	rm -rf $(VENV) data weights
+
+SCALE_CACHE ?= /work/cache/scale
+bench-scale-cache: install ## Vectors for make bench-scale under SCALE_CACHE (resumable): real ones, then synthetic to 1M
+	$(PY) -m bench.scale.vectors --cache $(SCALE_CACHE) --weights-dir $(WEIGHTS_DIR) --data $(abspath $(DATA))/scifact,$(abspath $(DATA))/npl $(ARGS)
+
+bench-scale: install ## 10k / 100k / 1M documents on one Chroma: recall vs exact, latency, RAM, disk, restarts: docs/scaling.md
+	$(PY) -m bench.scale --cache $(SCALE_CACHE) $(ARGS)

@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -57,6 +57,8 @@ class Process:
     proc: subprocess.Popen[bytes]
     url: str
     log: Path
+    argv: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
 
     def pids(self) -> list[int]:
         """The process and its children (gunicorn's workers)."""
@@ -131,17 +133,40 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             pass
 
 
-@contextmanager
-def _process(name: str, argv: list[str], env: dict[str, str], url: str, log: Path) -> Iterator[Process]:
-    with open(log, "wb") as out:
+def _spawn(argv: list[str], env: dict[str, str], log: Path, mode: str = "wb") -> subprocess.Popen[bytes]:
+    with open(log, mode) as out:
         # Its own process group, so that stopping it stops gunicorn's workers too.
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
+
+
+@contextmanager
+def _process(name: str, argv: list[str], env: dict[str, str], url: str, log: Path) -> Iterator[Process]:
+    process = Process(name, _spawn(argv, env, log), url, log, argv, env)
     try:
-        yield Process(name, proc, url, log)
+        yield process
     finally:
-        _stop(proc)
+        _stop(process.proc)  # the latest process: `restart` replaces it
+
+
+def restart(process: Process, *, kill: bool = False) -> float:
+    """Stop the process (SIGTERM and wait, or with `kill` SIGKILL: a crash) and start it again with
+    the same command, its log appended to; returns the seconds the stop took."""
+    started = time.perf_counter()
+    if kill:
+        os.killpg(process.proc.pid, signal.SIGKILL)
+        process.proc.wait(timeout=30)
+    else:
+        _stop(process.proc)
+    stopped = time.perf_counter() - started
+    process.proc = _spawn(process.argv, process.env, process.log, "ab")
+    return stopped
+
+
+def wait_ready(process: Process, path: str, timeout: float = START_TIMEOUT_S) -> None:
+    """Until GET `path` of the process answers 200 (see `_wait`)."""
+    _wait(process, path, timeout)
 
 
 def _executable(name: str) -> str:

@@ -89,13 +89,27 @@ def term_stats(text: str) -> str:
     return " ".join([str(counts.total()), *(f"{stem}:{n}" for stem, n in stems.items())])
 
 
-def _stats_tf(stats: str, stem: str) -> int:
-    at = stats.find(f" {stem}:")
-    if at < 0:
-        return 0
-    at += len(stem) + 2
-    end = stats.find(" ", at)
-    return int(stats[at:] if end < 0 else stats[at:end])
+def _stats_tf(stats: Sequence[str], stems: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(length of each, count of each of `stems` in each) read from `term_stats` strings. One
+    string holds them all, each after a newline and before a space, so that every stem is one
+    `find` per candidate holding it (not one per candidate): " stem:" never spans two of them,
+    and a count always ends at a space."""
+    lengths = np.array([int(stat.partition(" ")[0]) for stat in stats], dtype=float)
+    tf = np.zeros((len(stems), len(stats)))
+    blob = "\n" + " \n".join(stats) + " "
+    starts = np.cumsum([0, *(len(stat) + 2 for stat in stats[:-1])])
+    for j, stem in enumerate(stems):
+        needle = f" {stem}:"
+        at, found, counts = blob.find(needle), [], []
+        while at >= 0:
+            begin = at + len(needle)
+            end = blob.find(" ", begin)
+            found.append(at)
+            counts.append(int(blob[begin:end]))
+            at = blob.find(needle, end)
+        if found:
+            tf[j, np.searchsorted(starts, found, side="right") - 1] = counts
+    return lengths, tf
 
 
 def bm25_scores(
@@ -119,13 +133,12 @@ def bm25_scores(
     stems = list(weight)
     lengths = np.zeros(n)
     tf = np.zeros((len(stems), n))
-    for i, text in enumerate(texts):
-        stat = stats[i] if stats is not None else None
-        if stat is not None:
-            lengths[i] = int(stat.partition(" ")[0])
-            tf[:, i] = [_stats_tf(stat, stem) for stem in stems]
-        else:
-            lengths[i], tf[:, i] = _text_tf(text or "", stems, stemmer)
+    given = list(stats) if stats is not None else [None] * n
+    stored = [i for i, stat in enumerate(given) if stat is not None]
+    if stored:
+        lengths[stored], tf[:, stored] = _stats_tf([str(given[i]) for i in stored], stems)
+    for i in set(range(n)).difference(stored):
+        lengths[i], tf[:, i] = _text_tf(texts[i] or "", stems, stemmer)
     if lengths.sum() == 0:
         return scores
     norm = k1 * (1 - b + b * lengths / lengths.mean())

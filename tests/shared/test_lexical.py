@@ -54,6 +54,17 @@ def test_stored_stats_score_exactly_as_the_texts(scifact_dir: Path) -> None:
         assert rank_by_bm25(query, texts, some) == rank_by_bm25(query, texts)
 
 
+def test_stored_stats_read_exactly_at_the_edges() -> None:
+    """Every candidate's statistics are searched together: a stem must count only where it is a
+    whole stem (not a prefix of another, not the length in front), in the candidate that holds it."""
+    texts = ["24 cells 24 cell", "cells_x cell", "", "the of", "24", "x1 cellular 24"]
+    stats = [term_stats(t) for t in texts]
+    for query in ["24", "cell", "cells_x", "24 cell cells_x", "cellular", "lular", "absent"]:
+        for given in (stats, [None, *stats[1:]], [*stats[:-1], None]):
+            expected = bm25_scores(query, texts)
+            assert bm25_scores(query, texts, given).tolist() == expected.tolist(), (query, given)
+
+
 def test_term_stats_layout() -> None:
     assert term_stats("") == "0"
     length, *pairs = term_stats("The cells, the Cells and a cell: dying cells_x").split(" ")

@@ -2,7 +2,9 @@
 
 `rule`: documents run the fp32 graphs on OpenVINO (faster than ONNX Runtime fp32, without int8's
 cost in ranking quality; OpenVINO computes in bfloat16 on a CPU with AMX or AVX-512 BF16, in f32
-elsewhere); queries run the int8 graphs on ONNX Runtime (the fastest single query).
+elsewhere); queries run the int8 graphs on ONNX Runtime (the fastest single query). On an AVX2-only
+CPU too, where f32 documents are slowest: int8 document vectors lower served nDCG@10 by more than
+0.002, the most a speed-up may cost (docs/benchmarks.md, engines and their defaults).
 `python -m bench.engines` measures every variant beside the rule's choice. A setting that names a
 variant or backend wins over the rule (`auto`, the services' default, asks for it). The choice is
 logged and, where prometheus_client is installed (the services), exported as the gauge

@@ -2,7 +2,7 @@
 while a writer posts, updates and deletes and a client searches, on a stack of its own (bench.stack).
 
 1. `--n` rows of bench.corpus (short real sentences) are imported with `python -m ops.bulk_import`
-   (niced: a load, not a timed phase; `--phase load` does only this, and `--phase run` the rest on
+   (niced, as the command is: a load, not a timed phase; `--phase load` does only this, and `--phase run` the rest on
    it), into version A of a weights folder holding A and B, on a fresh stack;
 2. one search client alone for `--idle` s: /search latency idle; then with the writer alone;
 3. `python -m ops.rollout B --workers 1` under the writer and the search client, then back to A with
@@ -154,8 +154,9 @@ def cpu_name() -> str:
     return platform.machine()
 
 
-def ops(module: str, stack: Stack, weights: Path, *args: str, nice: bool = False) -> tuple[float, str]:
-    """Run an ops command against the stack; its wall time and its log."""
+def ops(module: str, stack: Stack, weights: Path, *args: str) -> tuple[float, str]:
+    """Run an ops command against the stack (it lowers its own priority: --nice 10); its wall time
+    and its log."""
     argv = [sys.executable, "-m", module, *args, "--weights-dir", str(weights), "--engine", "onnx"]
     argv += [
         "--chroma-host",
@@ -166,9 +167,7 @@ def ops(module: str, stack: Stack, weights: Path, *args: str, nice: bool = False
         stack.prefix,
     ]
     started = time.monotonic()
-    done = subprocess.run(
-        (["nice", "-n", "10"] if nice else []) + argv, cwd=ROOT, capture_output=True, text=True
-    )
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
     seconds = time.monotonic() - started
     if done.returncode != 0:
         raise RuntimeError(f"{module} failed:\n{done.stderr[-3000:]}")
@@ -270,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.phase == "load" or not marker.exists() or json.loads(marker.read_text()).get("used"):
         shutil.rmtree(args.work / "stack", ignore_errors=True)
         with running_stack("onnx", weights, args.work / "stack", extra=extra) as stack:
-            seconds, out = ops("ops.bulk_import", stack, weights, "--corpus", str(corpus), nice=True)
+            seconds, out = ops("ops.bulk_import", stack, weights, "--corpus", str(corpus))
         marker.write_text(json.dumps({"seconds": round(seconds, 1), "summary": out.strip().splitlines()[-1]}))
         log.info("import: %s", marker.read_text())
         if args.phase == "load":

@@ -15,7 +15,7 @@ WEIGHTS_DIR ?= weights
 # Demo corpus for `make run`: empty = Python's own language reference topics (pydoc_data).
 CORPUS ?=
 
-.PHONY: help install lock run test test-stack test-browser test-slow test-durability lint train eval eval-served rollout cleanup bench bench-gpu bench-peer up down compose-check compose-test k8s-check clean bench-scale-cache bench-scale
+.PHONY: help install lock run test test-stack test-browser test-slow test-durability lint train eval eval-served rollout import cleanup bench bench-gpu bench-peer bench-bulk bench-scale-cache bench-scale up down compose-check compose-test k8s-check clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -91,6 +91,10 @@ eval-served: install ## The same metrics measured through the running services' 
 rollout: install ## Serve published VERSION=<v>: online migration, no restart (--status, --abort: ARGS=...)
 	$(PY) -m ops.rollout $(VERSION) --weights-dir $(WEIGHTS_DIR) $(ARGS)
 
+import: install ## Embed CORPUS=<BEIR folder | .jsonl> into the served version of a running stack, N processes, resumable
+	@test -n "$(CORPUS)" || { echo "name the corpus: make import CORPUS=<BEIR folder or .jsonl>"; exit 2; }
+	$(PY) -m ops.bulk_import --corpus "$(CORPUS)" --weights-dir $(WEIGHTS_DIR) $(ARGS)
+
 cleanup: install ## Drop the Chroma collections of model versions no longer served
 	$(PY) -m ops.rollout --cleanup --weights-dir $(WEIGHTS_DIR) $(ARGS)
 
@@ -99,6 +103,9 @@ bench: install ## Serving speed of both engines in one run (own Chroma + service
 
 bench-gpu: install ## Towers on a GPU through the ingestion code path (abstracts/s, query latency); no GPU: says so
 	$(PY) -m bench.gpu --weights-dir $(WEIGHTS_DIR) $(ARGS)
+
+bench-bulk: install ## make import of N short documents, then 2 rollouts (1 and 2 workers) under writes and searches: runs/bulk.json
+	$(PY) -m bench.bulk --weights-dir $(WEIGHTS_DIR) --data $(DATA) $(ARGS)
 
 TXTAI_PYTHON ?= /tmp/txv/bin/python
 bench-peer: install ## Side by side with txtai's API (TXTAI_PYTHON: a venv with torch==2.13.0 "txtai[api]==9.14.0"): runs/peer.json

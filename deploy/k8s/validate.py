@@ -8,6 +8,8 @@
    Service and HorizontalPodAutoscaler finds its target; named probe and service ports exist; each
    NetworkPolicy selects pods of a workload here and admits pods that exist.
 4. Every probe has an explicit timeoutSeconds (a probe must never wait on Kubernetes' default).
+5. An Indexed Job's pods pass their JOB_COMPLETION_INDEX as `--shard` and its `completions` as
+   `--shards` (twotower.index.bulk: one shard per index, every shard run).
 """
 
 from __future__ import annotations
@@ -195,11 +197,31 @@ def probe_errors(docs: list[tuple[Path, Manifest]]) -> list[str]:
     return errors
 
 
+def indexed_job_errors(docs: list[tuple[Path, Manifest]]) -> list[str]:
+    errors = []
+    for _, doc in docs:
+        if doc["kind"] != "Job" or doc["spec"].get("completionMode") != "Indexed":
+            continue
+        where = f"Job/{doc['metadata']['name']}"
+        for c in containers(doc):
+            argv = [str(a) for a in c.get("command", []) + c.get("args", [])]
+            after = {
+                flag: argv[argv.index(flag) + 1] for flag in ("--shard", "--shards") if flag in argv[:-1]
+            }
+            if after.get("--shard") != "$(JOB_COMPLETION_INDEX)":
+                errors.append(f"{where}: container {c['name']} does not pass --shard $(JOB_COMPLETION_INDEX)")
+            if after.get("--shards") != str(doc["spec"].get("completions")):
+                errors.append(
+                    f"{where}: --shards {after.get('--shards')} but completions {doc['spec'].get('completions')}"
+                )
+    return errors
+
+
 def validate(directory: Path = K8S_DIR, version: str = KUBERNETES_VERSION) -> tuple[int, list[str]]:
     """(number of manifests checked, errors)."""
     docs = manifests(directory)
     errors = listing_errors(directory) + schema_errors(docs, version) + reference_errors(docs)
-    return len(docs), errors + policy_errors(docs) + probe_errors(docs)
+    return len(docs), errors + policy_errors(docs) + probe_errors(docs) + indexed_job_errors(docs)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -163,8 +163,8 @@ class MigrationStatus(BaseModel):
     state: str = Field(description="migrating (dual writes + backfill) or finalizing (writes wait briefly)")
     source: str = Field(description="The version served until the migration ends")
     target: str = Field(description="The version being rolled out")
-    backfilled: int = Field(description="Documents of the served collection already in the target's")
-    total: int = Field(description="Documents in the served collection when the backfill began")
+    backfilled: int = Field(description="Records (passages) of the served collection the backfill has done")
+    total: int = Field(description="Records (passages) in the served collection when the backfill began")
     started: float = Field(description="When the migration began (unix time)")
 
 

@@ -49,3 +49,13 @@ def test_every_manifest_must_be_listed(k8s_copy: Path) -> None:
     (k8s_copy / "extra.yaml").write_text("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: x\n")
     _, errors = validate(k8s_copy)
     assert errors == ["extra.yaml: in the folder but not in kustomization.yaml"]
+
+
+def test_an_indexed_job_runs_one_shard_per_index_and_every_shard(k8s_copy: Path) -> None:
+    edit(k8s_copy / "backfill-job.yaml", "completions: 8", "completions: 6")
+    edit(k8s_copy / "backfill-job.yaml", '"--shard", "$(JOB_COMPLETION_INDEX)"', '"--shard", "0"')
+    _, errors = validate(k8s_copy)
+    assert errors == [
+        "Job/backfill: container backfill does not pass --shard $(JOB_COMPLETION_INDEX)",
+        "Job/backfill: --shards 8 but completions 6",
+    ]

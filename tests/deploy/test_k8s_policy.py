@@ -1,4 +1,4 @@
-"""deploy/k8s: only the services and the trainer Job reach Chroma (NetworkPolicy), every probe has
+"""deploy/k8s: only the services and the trainer and backfill Jobs reach Chroma (NetworkPolicy), every probe has
 an explicit timeout, and the validator catches a policy or a probe that breaks either rule."""
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ def admitted(docs: list[tuple[Path, Manifest]], target: str) -> set[str] | None:
     return allowed
 
 
-def test_only_the_services_and_the_trainer_reach_chroma() -> None:
-    assert admitted(manifests(), "chroma") == {"query", "ingest", "trainer"}
+def test_only_the_services_and_the_jobs_reach_chroma() -> None:
+    assert admitted(manifests(), "chroma") == {"query", "ingest", "trainer", "backfill"}
 
 
 @pytest.fixture
@@ -67,7 +67,7 @@ def test_without_the_policy_every_pod_may_reach_chroma(k8s_copy: Path) -> None:
 
 
 def test_a_policy_that_selects_nothing_or_a_wrong_port_fails(k8s_copy: Path) -> None:
-    edit(k8s_copy / "network-policy.yaml", "values: [query, ingest, trainer]", "values: [qeury]")
+    edit(k8s_copy / "network-policy.yaml", "values: [query, ingest, trainer, backfill]", "values: [qeury]")
     edit(k8s_copy / "network-policy.yaml", "port: 8000", "port: 8080")
     _, errors = validate(k8s_copy)
     assert any("`from` podSelector matches no workload" in e for e in errors), errors

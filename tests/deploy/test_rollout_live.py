@@ -133,8 +133,8 @@ def live(two_versions: tuple[Path, str, str], tmp_path_factory: pytest.TempPathF
 class Traffic:
     """A writer (post / update / delete, logging what was acknowledged) and a reader (search)."""
 
-    def __init__(self, live: Live, ids: list[str], seed: int) -> None:
-        self.live, self.ids, self.rng = live, ids, random.Random(seed)
+    def __init__(self, live: Live, ids: list[str], seed: int, *, deletes: bool = True) -> None:
+        self.live, self.ids, self.rng, self.deletes = live, ids, random.Random(seed), deletes
         self.words = sorted({w for i in ids[:50] for w in i.split("-")} | set(WORDS))
         self.expected: dict[str, str | None] = {}
         # Writes that got no answer (the service was killed) or a 503: each may or may not have
@@ -164,6 +164,7 @@ class Traffic:
                 n += 1
                 doc_id = self.rng.choice(self.ids) if self.rng.random() < 0.7 else f"new-{n}"
                 delete = self.rng.random() < 0.25 and self.expected.get(doc_id, "") is not None
+                delete = delete and (self.deletes or doc_id not in self.ids)
                 text = f"Update {n} of {doc_id}: " + " ".join(
                     self.rng.choices(self.words, k=self.rng.randint(5, 400))
                 )

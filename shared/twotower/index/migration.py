@@ -1,8 +1,9 @@
 """Writes that follow the serving pointer, and the rollout of a new version while they go on.
 
-`IndexWriter` is how ingestion writes: to the served version's collection and, while a migration
-runs, to the target's too, with an intent recorded first. `Rollout` moves the pointer through
-start, backfill (copies that never overwrite), finalize (pending intents waited for, every id with
+`IndexWriter` is how ingestion writes (and a bulk import adds): to the served version's collection
+and, while a migration runs, to the target's too, with an intent recorded first. `Rollout` moves the
+pointer through start, backfill (copies that never overwrite: `BackfillJob`, run shard by shard by
+twotower.index.bulk), finalize (pending intents waited for, every id with
 an intent reconciled from the served collection), abort, and cleanup of unserved collections.
 
 Why it is correct, in short: a write either finished on A before the migration began (the backfill,
@@ -18,10 +19,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 from twotower.engine import Encoder
-from twotower.index import passages
+from twotower.index import bulk, passages
+from twotower.index.bulk import Fanout
 from twotower.index.documents import (
     PARENT_KEY,
     PARTS_KEY,
@@ -31,6 +34,7 @@ from twotower.index.documents import (
     Document,
     DocumentIndex,
     as_document,
+    is_passage_id,
     passage_ids,
 )
 from twotower.index.passages import PassageConfig
@@ -116,6 +120,23 @@ class IndexWriter(_Versions):
     def delete(self, doc_ids: Sequence[str]) -> tuple[Pointer, list[str]]:
         return self._apply(list(doc_ids), "delete", lambda index: index.delete(doc_ids))
 
+    def add_new(self, documents: Sequence[Document]) -> tuple[Pointer, list[str]]:
+        """Store those of `documents` that a version does not hold yet and leave the others as they
+        are (a bulk import: the copy in a corpus never replaces what the API wrote). The ids count
+        as written while migrating, so finalizing makes the target agree with the source for them."""
+
+        def add(index: DocumentIndex) -> list[str]:
+            try:
+                have = {
+                    r.id for r in self.store.get(index.version, ids=[d.id for d in documents], texts=False)
+                }
+            except CollectionMissing:
+                have = set()
+            new = [d for d in documents if d.id not in have]
+            return index.write(new, only_new=True)
+
+        return self._apply([d.id for d in documents], "upsert", add)
+
     def _apply(
         self, ids: list[str], op_name: str, op: Callable[[DocumentIndex], list[str]]
     ) -> tuple[Pointer, list[str]]:
@@ -162,6 +183,50 @@ class IndexWriter(_Versions):
 def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def backfill_key(pointer: Pointer) -> str:
+    """The backfill's name in the shard ledger: one per migration (`started` survives finalizing)."""
+    return f"backfill-{pointer.target}-{pointer.started!r}"
+
+
+@dataclass(frozen=True)
+class BackfillJob:
+    """One shard of a rollout's backfill: the served documents whose id falls in the shard, copied
+    into the target's collection with its encoder, never replacing a record there (a newer write,
+    or a copy made earlier). Stops when the migration it belongs to is aborted or moves on."""
+
+    source: str
+    target: str
+    epoch: int
+    key: str
+    batch_size: int = 64
+    unit: str = "record"  # of the served collection: a document's passages count one each
+
+    def run(self, ctx: bulk.Context, shard: int, shards: int, advance: bulk.Advance) -> int:
+        store = ctx.store
+        source = DocumentIndex(store, self.source)
+        config = passage_config_of(store, self.target, ctx.passage_config)
+        target = DocumentIndex(store, self.target, ctx.encoder_for(self.target), config)
+        pointer, seen = ServingPointer(store), 0
+        for page in bulk.scan_ids(store, self.source):
+            now = pointer.read()
+            if now is None or now.epoch != self.epoch:
+                raise RolloutError(
+                    f"the migration to {self.target} was aborted or moved on meanwhile ({now})"
+                )
+            mine = [i for i in page if bulk.shard_of(i.split(PASSAGE_SEPARATOR)[0], shards) == shard]
+            heads = [i for i in mine if not is_passage_id(i)]
+            for ids in batched(heads, self.batch_size):
+                there = {r.id for r in store.get(self.target, ids=list(ids), texts=False, metadata=False)}
+                missing = [i for i in ids if i not in there]
+                if missing:
+                    docs = source.get(missing)  # those deleted meanwhile are simply not there
+                    target.write(list(docs.values()), only_new=True)
+                advance(len(ids))
+            advance(len(mine) - len(heads))
+            seen += len(mine)
+        return seen
 
 
 class Rollout(_Versions):
@@ -214,28 +279,34 @@ class Rollout(_Versions):
         return started
 
     def backfill(
-        self, batch_size: int = 64, on_progress: Callable[[Progress], None] | None = None
+        self,
+        batch_size: int = 64,
+        on_progress: Callable[[Progress], None] | None = None,
+        fanout: Fanout | None = None,
     ) -> Progress:
-        """Copy the served documents into the target; resumable, and it never overwrites."""
+        """Copy the served documents into the target (`BackfillJob`, run shard by shard as `fanout`
+        says; default: in this process); resumable, and it never overwrites."""
+        fanout = fanout or Fanout()
         pointer = self._migrating()
-        source, target = self.index(pointer.version, embeds=False), self.index(pointer.target)
-        source_ids = source.document_ids()
-        present = set(target.document_ids())
-        todo = [i for i in source_ids if i not in present]
-        progress = Progress(pointer.target, len(source_ids) - len(todo), len(source_ids))
+        progress = Progress(pointer.target, 0, self.store.count(pointer.version))
         self._progress(pointer, progress)
-        if on_progress:
-            on_progress(progress)
         last_saved = time.monotonic()
-        for ids in batched(todo, batch_size):
-            docs = source.get(ids)  # those deleted meanwhile are simply not there
-            target.write(list(docs.values()), only_new=True)
-            progress.done += len(ids)
+
+        def show(done: int) -> None:
+            nonlocal last_saved
+            progress.done = done
             if on_progress:
                 on_progress(progress)
             if time.monotonic() - last_saved > 2:
                 self._progress(pointer, progress)
                 last_saved = time.monotonic()
+
+        job = BackfillJob(pointer.version, pointer.target, pointer.epoch, backfill_key(pointer), batch_size)
+        context = bulk.Context(self.store, self.encoder_for, self.passage_config)
+        summary = bulk.run(job, context, fanout, total=progress.total, on_progress=show)
+        log.info("%s", summary.line())
+        if not fanout.only:  # a pod of an Indexed Job did its shard only
+            progress.done = progress.total
         self._progress(pointer, progress)
         return progress
 
@@ -261,6 +332,7 @@ class Rollout(_Versions):
         promoted = pointer.next(state="serving", version=pointer.target, target="", previous=pointer.version)
         self.pointer.write(promoted)
         intents.drop()
+        bulk.Ledger(self.store, backfill_key(pointer)).clear()
         return promoted
 
     def reconcile(
@@ -315,6 +387,7 @@ class Rollout(_Versions):
         back = pointer.next(state="serving", target="")
         self.pointer.write(back)
         Intents(self.store, pointer.target).drop()
+        bulk.Ledger(self.store, backfill_key(pointer)).clear()
         return back
 
     def cleanup(self) -> list[str]:

@@ -124,8 +124,8 @@ class ServingPointer:
 @dataclass
 class Progress:
     target: str
-    done: int  # documents of the served collection copied into the target, or found there
-    total: int  # documents of the served collection when the backfill began
+    done: int  # records (passages) of the served collection copied into the target, or found there
+    total: int  # records of the served collection when the backfill began
     at: float = 0.0
 
 

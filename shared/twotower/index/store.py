@@ -433,6 +433,14 @@ class ChromaStore:
         """Every id in the collection, in one request: a snapshot, unlike paging while others write."""
         return list(self._read(name, "get ids", lambda c: c.get(include=[]))["ids"])
 
+    def page_ids(self, name: str, offset: int, limit: int) -> list[str]:
+        """Ids at positions `offset`..`offset + limit` of the collection. Chroma keeps records in
+        the order they were first added: an update keeps a record's place, a delete closes its
+        gap, a new id goes last (`twotower.index.bulk.scan_ids` pages on this)."""
+        return list(
+            self._read(name, "page ids", lambda c: c.get(include=[], limit=limit, offset=offset))["ids"]
+        )
+
     def delete(
         self, name: str, ids: Sequence[str] | None = None, where: dict[str, Any] | None = None
     ) -> None:

@@ -56,6 +56,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--recipe", default=DEFAULT_RECIPE, help="make train ARGS besides the feedback source")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "feedback-sim.json")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep what --out already measured (base scores, captured feedback) and the Chroma data in --work",
+    )
     return p.parse_args(argv)
 
 
@@ -130,13 +135,16 @@ def main(argv: list[str] | None = None) -> None:
         )
     base = latest_version(weights)
     assert base is not None
+    previous = json.loads(args.out.read_text()) if args.resume and args.out.exists() else {}
     report: dict[str, Any] = {
         "click_model": {"examination": f"(1/rank)^{args.eta}", "p_relevant": args.p_relevant, "k": args.k},
         "sessions_per_query": args.sessions,
         "recipe": args.recipe,
         "base_version": base,
-        "runs": {},
+        "runs": previous.get("runs", {}),
     }
+    if "base" in previous:
+        report["base"] = previous["base"]
 
     def save() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -174,17 +182,25 @@ def main(argv: list[str] | None = None) -> None:
     with running_stack("onnx", weights, work / "stack", query_workers=1, extra=extra) as stack:
         chroma = ["--chroma-host", "127.0.0.1", "--chroma-port", str(stack.chroma_port)]
         chroma += ["--collection-prefix", stack.prefix]
-        report["base"] = {"scifact_test": eval_served("base", stack)}
-        save()
-        windows = {}
-        for noise in levels:
-            started = time.time()
-            counts = simulate(stack, train_queries, train_qrels, noise, args)
-            windows[noise] = (started, time.time())
-            report["runs"][str(noise)] = {"noise": noise, "feedback": counts}
+        if "base" not in report:
+            report["base"] = {"scifact_test": eval_served("base", stack)}
             save()
         for noise in levels:
-            since, until = windows[noise]
+            if "window" in report["runs"].get(str(noise), {}):
+                continue  # captured by the run resumed
+            started = time.time()
+            counts = simulate(stack, train_queries, train_qrels, noise, args)
+            report["runs"][str(noise)] = {
+                "noise": noise,
+                "feedback": counts,
+                "window": [started, time.time()],
+            }
+            save()
+        for noise in levels:
+            run = report["runs"][str(noise)]
+            if "scifact_test" in run:
+                continue
+            since, until = run["window"]
             window = ("--feedback-since", str(since), "--feedback-until", str(until))
             recipe = shlex.split(args.recipe)
             make(
@@ -198,10 +214,10 @@ def main(argv: list[str] | None = None) -> None:
                 DATA=str(args.data),
             )
             version = latest_version(weights)
-            assert version is not None and version != base
-            make("rollout", *chroma, VERSION=version, WEIGHTS_DIR=str(weights))
-            served(stack, version)
-            run = report["runs"][str(noise)]
+            assert version is not None
+            if version != base:
+                make("rollout", *chroma, VERSION=version, WEIGHTS_DIR=str(weights))
+                served(stack, version)
             run.update({"version": version, "scifact_test": eval_served(version, stack, "--skip-ingest")})
             save()
             run["npl_test_ndcg@10"] = eval_npl("latest", version)

@@ -60,7 +60,10 @@ class TrainConfig:
     feedback_since: float = 0.0  # unix time: feedback stored earlier is not read
     feedback_until: float = 0.0  # unix time: feedback stored from then on is not read (0 = now)
     propensity_eta: float = 1.0  # examination model: P(examined at rank r) = (1/r)^eta
-    max_weight: float = 10.0  # inverse-propensity weights are clipped here
+    max_weight: float = 2.0  # inverse-propensity weights are clipped here (variance, noise: feedback.py)
+    select: str = (
+        "auto"  # which epoch to publish: val (best val nDCG@10) | last | auto (val for qrels, else last)
+    )
     # -- model ------------------------------------------------------------------------------
     base_model: str = ModelConfig.base_model
     train_backbone: bool = True  # False: frozen backbone, cached embeddings, heads only
@@ -102,6 +105,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     cfg = TrainConfig(**vars(parser.parse_args(argv)))
     if cfg.source not in ("qrels", "feedback", "both"):
         parser.error(f"--source must be qrels, feedback or both, not {cfg.source!r}")
+    if cfg.select not in ("auto", "val", "last"):
+        parser.error(f"--select must be auto, val or last, not {cfg.select!r}")
     if cfg.loss not in ("mnrl", "triplet"):
         parser.error(f"--loss must be mnrl or triplet, not {cfg.loss!r}")
     return cfg
@@ -229,6 +234,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         if val > best_val:
             best_val, best_epoch = val, epoch
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    # Validation on feedback labels favours the ranking that was shown when the clicks were made
+    # (its top results got the clicks): it is logged, but a feedback run publishes its last epoch.
+    if (cfg.select == "auto" and cfg.source != "qrels") or cfg.select == "last":
+        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        best_val, best_epoch = val, cfg.epochs
 
     # -- WiSE-FT between the untrained and the best fine-tuned weights ----------------------
     model.load_state_dict(best_state)

@@ -54,7 +54,7 @@ class Settings(ServiceSettings):
         description="Stored feedback events at most; past it, 503 until retention frees room",
     )
     feedback_rate_per_s: float = Field(
-        default=20, gt=0, description="POST /feedback per second one worker accepts (burst 2x); past it, 429"
+        default=5, gt=0, description="POST /feedback per second one worker accepts (burst 2x); past it, 429"
     )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default=["*"],

@@ -8,7 +8,7 @@ names a genuine, recent search, and only ids that search showed, reach the store
 Chroma: every replica and worker signs and verifies with the same key without configuration.
 
 Bounds: the body (QUERY_MAX_BODY_BYTES, before it is read), the id's length and the ids per list
-(the schema), feedback per second per worker (a token bucket, 429), events stored
+(the schema), feedback per second per worker (a token bucket in FeedbackGate, 429 before any other middleware), events stored
 (QUERY_FEEDBACK_MAX_RECORDS, 503), and their age (QUERY_FEEDBACK_RETENTION_DAYS: each worker
 deletes older events at most once a minute, after a write).
 """
@@ -24,6 +24,8 @@ from typing import Any
 
 from fastapi import Request
 from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
+from prometheus_client import Counter
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.query.config import Settings
 from services.query.schemas import FeedbackRequest, FeedbackResponse, SearchResponse
@@ -32,6 +34,10 @@ from twotower.index.store import ChromaStore
 
 log = logging.getLogger(__name__)
 SALT = "twotower.search-id"
+RATE_LIMITED = Counter(
+    "twotower_feedback_rate_limited_total", "POST /feedback refused by the rate limit (429)"
+)
+_TOO_FAST = b'{"detail":"too much feedback; slow down (QUERY_FEEDBACK_RATE_PER_S)"}'
 SWEEP_INTERVAL_S = 60.0
 
 
@@ -103,13 +109,9 @@ class Feedback:
         return str(self.serializer(store).dumps(payload))
 
     def admit(self) -> None:
-        """Before any work: feedback is on, and this worker is under its rate."""
+        """Before any work (the rate limit came earlier: FeedbackGate)."""
         if not self.settings.feedback:
             raise FeedbackRefused(404, "feedback is turned off on this service (QUERY_FEEDBACK)")
-        if not self.limiter.take():
-            raise FeedbackRefused(
-                429, "too much feedback; slow down (QUERY_FEEDBACK_RATE_PER_S)", {"Retry-After": "1"}
-            )
 
     def accept(self, store: ChromaStore, body: FeedbackRequest) -> FeedbackResponse:
         """Check and store (blocking: Chroma); raises FeedbackRefused."""
@@ -179,6 +181,34 @@ def _shown(payload: Any) -> list[str]:
     if not isinstance(payload, dict) or not isinstance(payload.get("ids"), list):
         raise FeedbackRefused(404, "unknown search_id: not one this service issued")
     return [str(i) for i in payload["ids"]]
+
+
+class FeedbackGate:
+    """The outermost middleware: a POST /feedback over this worker's rate is answered 429 before
+    anything else runs (request id, HTTP metrics, body, validation), so a flood costs a refusal as
+    little as one can; `twotower_feedback_rate_limited_total` counts them."""
+
+    def __init__(self, app: ASGIApp, feedback: Feedback) -> None:
+        self.app, self.limiter = app, feedback.limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"] == "/feedback"
+            and scope["method"] == "POST"
+            and not self.limiter.take()
+        ):
+            RATE_LIMITED.inc()
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(_TOO_FAST)).encode()),
+                (b"retry-after", b"1"),
+                (b"connection", b"close"),  # the body is not read
+            ]
+            await send({"type": "http.response.start", "status": 429, "headers": headers})
+            await send({"type": "http.response.body", "body": _TOO_FAST})
+            return
+        await self.app(scope, receive, send)
 
 
 def feedback_of(request: Request) -> Feedback:

@@ -13,7 +13,7 @@ from services.common.observability import instrument_app, observed
 from services.common.state import lifespan, state_of
 from services.query.batching import query_batching
 from services.query.config import Settings
-from services.query.feedback import Feedback
+from services.query.feedback import Feedback, FeedbackGate
 from services.query.routes import feedback, health, search, ui
 from services.query.search import not_indexed
 from twotower.index.store import CollectionMissing
@@ -67,4 +67,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ui.router)
     serve_docs_offline(app)
     instrument_app(app, "query")
+    # Outermost, so a feedback flood is refused before any other middleware runs.
+    app.add_middleware(FeedbackGate, feedback=app.state.feedback)
     return app

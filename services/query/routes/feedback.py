@@ -34,7 +34,7 @@ async def post_feedback(body: FeedbackRequest, state: StateDep, feedback: Feedba
     not. Every id must be one that search returned (else 422). A 200 means the event is stored
     durably (Chroma acknowledged the write); training reads it (`make train ARGS="--feedback ..."`)."""
     try:
-        feedback.admit()  # on the event loop: a refused flood costs no thread
+        feedback.admit()
         return await run_in_threadpool(feedback.accept, state.store, body)
     except FeedbackRefused as exc:
         return JSONResponse(  # type: ignore[return-value]

@@ -15,7 +15,7 @@ WEIGHTS_DIR ?= weights
 # Demo corpus for `make run`: empty = Python's own language reference topics (pydoc_data).
 CORPUS ?=
 
-.PHONY: help install lock run test test-stack test-browser test-slow test-durability lint train eval eval-served rollout import cleanup bench bench-gpu bench-peer bench-bulk bench-scale-cache bench-scale up down compose-check compose-test k8s-check clean
+.PHONY: help install lock run test test-stack test-browser test-slow test-durability lint train eval eval-served feedback-sim rollout import cleanup bench bench-gpu bench-peer bench-bulk bench-scale-cache bench-scale up down compose-check compose-test k8s-check clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -110,6 +110,10 @@ bench-bulk: install ## make import of N short documents, then 2 rollouts (1 and 
 TXTAI_PYTHON ?= /tmp/txv/bin/python
 bench-peer: install ## Side by side with txtai's API (TXTAI_PYTHON: a venv with torch==2.13.0 "txtai[api]==9.14.0"): runs/peer.json
 	$(PY) -m bench.peer --txtai-python $(TXTAI_PYTHON) $(ARGS)
+
+FEEDBACK_WORK ?= /tmp/twotower-feedback-sim
+feedback-sim: install ## The feedback loop end to end (simulated clicks -> train -> rollout -> SciFact/NPL): runs/feedback-sim.json
+	$(PY) -m bench.feedback_sim --data $(abspath $(DATA)) --work $(FEEDBACK_WORK) $(ARGS)
 
 .PHONY: loadtest
 loadtest: install ## 16 search clients for 60 s + the loader (1,000 docs) on the local stack: errors, p50/p99, /healthz, RSS

@@ -18,6 +18,7 @@ class Pair:
     query_id: str
     positive_id: str
     negative_id: str | None
+    weight: float = 1.0  # the pair's share of the loss (search feedback: inverse propensity)
 
 
 def split_train_val(
@@ -60,15 +61,19 @@ def mine_bm25_negatives(
 
 
 def make_pairs(
-    qrels: Mapping[str, Mapping[str, int]], negatives: Mapping[str, list[str]], epoch: int
+    qrels: Mapping[str, Mapping[str, int]],
+    negatives: Mapping[str, list[str]],
+    epoch: int,
+    weights: Mapping[tuple[str, str], float] | None = None,
 ) -> list[Pair]:
-    """One pair per (query, positive); the hard negative rotates through the mined pool by epoch."""
+    """One pair per (query, positive); the hard negative rotates through the mined pool by epoch.
+    `weights`: (query, positive) -> the pair's weight (missing: 1)."""
     pairs = []
     for q in sorted(qrels):
         pool = negatives.get(q, [])
         for j, pos in enumerate(sorted(d for d, g in qrels[q].items() if g > 0)):
             neg = pool[(epoch + j) % len(pool)] if pool else None
-            pairs.append(Pair(q, pos, neg))
+            pairs.append(Pair(q, pos, neg, (weights or {}).get((q, pos), 1.0)))
     return pairs
 
 

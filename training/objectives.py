@@ -17,20 +17,35 @@ def positive_mask(
     )
 
 
-def mnrl_loss(q: torch.Tensor, d: torch.Tensor, known_positive: torch.Tensor, scale: float) -> torch.Tensor:
+def _mean(losses: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """Per-pair losses averaged, each pair counting `weights[i]` times (None: once)."""
+    return losses.mean() if weights is None else (losses * weights.to(losses.device)).mean()
+
+
+def mnrl_loss(
+    q: torch.Tensor,
+    d: torch.Tensor,
+    known_positive: torch.Tensor,
+    scale: float,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Multiple-negatives ranking (InfoNCE): query i's positive is document i; every other
     document in the batch (other positives and all hard negatives) is a negative, except known
-    positives of query i, which are masked out."""
+    positives of query i, which are masked out. `weights`: each pair's weight (mean 1 overall)."""
     scores = scale * q @ d.T
     n = q.shape[0]
     mask = known_positive.clone()
     mask[torch.arange(n), torch.arange(n)] = False
     scores = scores.masked_fill(mask.to(scores.device), float("-inf"))
-    return F.cross_entropy(scores, torch.arange(n, device=scores.device))
+    return _mean(F.cross_entropy(scores, torch.arange(n, device=scores.device), reduction="none"), weights)
 
 
 def triplet_loss(
-    q: torch.Tensor, d: torch.Tensor, known_positive: torch.Tensor, margin: float
+    q: torch.Tensor,
+    d: torch.Tensor,
+    known_positive: torch.Tensor,
+    margin: float,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Triplet margin loss on cosine similarity: max(0, margin - cos(q, p) + cos(q, n)).
 
@@ -51,7 +66,7 @@ def triplet_loss(
             .max(dim=1)
             .values
         )
-    return F.relu(margin - pos + neg).mean()
+    return _mean(F.relu(margin - pos + neg), weights)
 
 
 @torch.no_grad()

@@ -33,12 +33,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from training.data import batches, doc_text, make_pairs, mine_bm25_negatives, split_train_val
+from training.data import batches, doc_text, make_pairs
 from training.objectives import head_inner_layers, interpolate_, mnrl_loss, positive_mask, triplet_loss
 from training.retrieval import top_k
+from training.sources import load_data
 from twotower import DualTowerWithFC, ModelConfig, publish, save
-from twotower.beir import load_corpus, load_qrels, load_queries
-from twotower.lexical import BM25
 from twotower.metrics import evaluate_run
 
 log = logging.getLogger("training.train")
@@ -53,6 +52,18 @@ class TrainConfig:
     max_queries: int = 0  # use only this many train queries (0 = all); for smoke tests
     neg_depth: int = 10  # BM25 depth mined for hard negatives (known positives removed)
     val_depth: int = 5  # validation pool: val positives + BM25's top val_depth per val query
+    # -- search feedback (training/feedback.py): --source feedback | both -------------------
+    source: str = "qrels"  # qrels (the BEIR folder) | feedback (stored in Chroma) | both
+    chroma_host: str = "localhost"  # where the query service stores feedback
+    chroma_port: int = 8002
+    collection_prefix: str = "docs"
+    feedback_since: float = 0.0  # unix time: feedback stored earlier is not read
+    feedback_until: float = 0.0  # unix time: feedback stored from then on is not read (0 = now)
+    propensity_eta: float = 1.0  # examination model: P(examined at rank r) = (1/r)^eta
+    max_weight: float = 2.0  # inverse-propensity weights are clipped here (variance, noise: feedback.py)
+    select: str = (
+        "auto"  # which epoch to publish: val (best val nDCG@10) | last | auto (val for qrels, else last)
+    )
     # -- model ------------------------------------------------------------------------------
     base_model: str = ModelConfig.base_model
     train_backbone: bool = True  # False: frozen backbone, cached embeddings, heads only
@@ -92,6 +103,10 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
             kind = {"int": int, "float": float, "str": str}[str(f.type)]
             parser.add_argument(flag, type=kind, default=f.default)
     cfg = TrainConfig(**vars(parser.parse_args(argv)))
+    if cfg.source not in ("qrels", "feedback", "both"):
+        parser.error(f"--source must be qrels, feedback or both, not {cfg.source!r}")
+    if cfg.select not in ("auto", "val", "last"):
+        parser.error(f"--select must be auto, val or last, not {cfg.select!r}")
     if cfg.loss not in ("mnrl", "triplet"):
         parser.error(f"--loss must be mnrl or triplet, not {cfg.loss!r}")
     return cfg
@@ -104,18 +119,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
 
-    # -- data: val split from train, BM25 hard negatives, validation pool ------------------
-    corpus = load_corpus(cfg.data)
-    queries = load_queries(cfg.data)
-    qrels = load_qrels(cfg.data, cfg.split)
-    if cfg.max_queries:
-        qrels = {q: qrels[q] for q in sorted(qrels)[: cfg.max_queries]}
-    train_qrels, val_qrels = split_train_val(qrels, cfg.val_fraction, cfg.seed)
-    doc_ids = sorted(corpus)
-    bm25 = BM25(doc_ids, [doc_text(corpus[d]) for d in doc_ids])
-    negatives = mine_bm25_negatives(bm25, queries, train_qrels, cfg.neg_depth, cfg.seed)
-    val_ranked = bm25.search([queries[q] for q in sorted(val_qrels)], cfg.val_depth)
-    val_pool = sorted({d for rel in val_qrels.values() for d in rel} | {d for r in val_ranked for d in r})
+    data = load_data(cfg)
+    corpus, queries, qrels = data.corpus, data.queries, data.known
+    train_qrels, val_qrels, negatives, val_pool = (
+        data.train_qrels,
+        data.val_qrels,
+        data.negatives,
+        data.val_pool,
+    )
     log.info("%d train / %d val queries, val pool %d docs", len(train_qrels), len(val_qrels), len(val_pool))
 
     # -- model ------------------------------------------------------------------------------
@@ -191,21 +202,23 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         epoch_batches = batches(
-            make_pairs(train_qrels, negatives, epoch - 1), cfg.batch_size, cfg.seed, epoch
+            make_pairs(train_qrels, negatives, epoch - 1, data.weights), cfg.batch_size, cfg.seed, epoch
         )
         bar = tqdm(epoch_batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch")
         for batch in bar:
             qids = [p.query_id for p in batch]
             dids = [p.positive_id for p in batch]
-            if all(p.negative_id for p in batch):
+            # Hard negatives of the pairs that have one; for MNRL each is a negative of every query.
+            if cfg.loss == "mnrl" or all(p.negative_id for p in batch):
                 dids += [p.negative_id for p in batch if p.negative_id]
+            weights = torch.tensor([p.weight for p in batch], device=device)
             q = model.query_tower(embed(qids, queries.__getitem__, query_cache))
             d = model.document_tower(embed(dids, lambda i: doc_text(corpus[i]), doc_cache))
             known = positive_mask(qids, dids, qrels)
             loss = (
-                mnrl_loss(q, d, known, cfg.scale)
+                mnrl_loss(q, d, known, cfg.scale, weights)
                 if cfg.loss == "mnrl"
-                else triplet_loss(q, d, known, cfg.margin)
+                else triplet_loss(q, d, known, cfg.margin, weights)
             )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -221,6 +234,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         if val > best_val:
             best_val, best_epoch = val, epoch
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    # Validation on feedback labels favours the ranking that was shown when the clicks were made
+    # (its top results got the clicks): it is logged, but a feedback run publishes its last epoch.
+    if (cfg.select == "auto" and cfg.source != "qrels") or cfg.select == "last":
+        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        best_val, best_epoch = val, cfg.epochs
 
     # -- WiSE-FT between the untrained and the best fine-tuned weights ----------------------
     model.load_state_dict(best_state)

@@ -13,7 +13,8 @@ from services.common.observability import instrument_app, observed
 from services.common.state import lifespan, state_of
 from services.query.batching import query_batching
 from services.query.config import Settings
-from services.query.routes import health, search, ui
+from services.query.feedback import Feedback, FeedbackGate
+from services.query.routes import feedback, health, search, ui
 from services.query.search import not_indexed
 from twotower.index.store import CollectionMissing
 
@@ -27,6 +28,8 @@ versions never mix).
 * **503** when Chroma is unreachable, or when nothing has been indexed yet for this model version
   (the collection does not exist): the service cannot answer, rather than answering "no results".
   An existing but empty collection answers 200 with no results.
+* `POST /feedback` ← `{"search_id": <from /search>, "clicked": [ids]}` (and/or `relevant`,
+  `not_relevant`): stored durably, for training on what users found useful.
 * `GET /readyz` reports the same conditions, so a load balancer only routes to a replica that can answer.
 """
 
@@ -56,10 +59,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_headers=["*"],
     )
     register_error_handlers(app)
+    app.state.feedback = Feedback(settings)
     app.add_exception_handler(CollectionMissing, _collection_missing)
     app.include_router(health.router)
     app.include_router(search.router)
+    app.include_router(feedback.router)
     app.include_router(ui.router)
     serve_docs_offline(app)
     instrument_app(app, "query")
+    # Outermost, so a feedback flood is refused before any other middleware runs.
+    app.add_middleware(FeedbackGate, feedback=app.state.feedback)
     return app

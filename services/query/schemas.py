@@ -8,6 +8,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from twotower.index.store import MetadataValue
 from twotower.limits import (
+    MAX_ID_CHARS,
     MAX_K,
     MAX_QUERY_CHARS,
     MAX_WHERE_CONDITIONS,
@@ -98,3 +99,35 @@ class SearchResponse(BaseModel):
     mode: Literal["dense", "hybrid"] = Field(description="How the results were ranked")
     took_ms: float = Field(description="Time to embed the query and search, in milliseconds")
     results: list[SearchHit] = Field(description="At most k documents, each once, best first")
+    search_id: str | None = Field(
+        default=None,
+        description="Names this search in `POST /feedback` (opaque and signed; it carries what was "
+        "shown, so the service keeps nothing per search); null when feedback is off",
+    )
+
+
+# A search id carries the query, the shown ids and a signature: bounded by MAX_QUERY_CHARS and MAX_K ids.
+MAX_SEARCH_ID_CHARS = 60_000
+DocIds = Annotated[
+    list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS)]],
+    Field(max_length=MAX_K),
+]
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"search_id": "eJyrVkrOz0nNz...", "clicked": ["doc-7"]}]},
+    )
+
+    search_id: str = Field(
+        min_length=1, max_length=MAX_SEARCH_ID_CHARS, description="`search_id` of a `/search` answer"
+    )
+    clicked: DocIds = Field(default=[], description="Results the user opened (ids that search returned)")
+    relevant: DocIds = Field(default=[], description="Results the user judged relevant")
+    not_relevant: DocIds = Field(default=[], description="Results the user judged not relevant")
+
+
+class FeedbackResponse(BaseModel):
+    id: str = Field(description="The stored event's id (the same request sent again stores it once)")
+    stored: int = Field(description="Document ids the event names (clicked, relevant, not relevant)")

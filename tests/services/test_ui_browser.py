@@ -16,7 +16,10 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, Page, Request, expect, sync_playwright
 
+from tests.conftest import ChromaServer
 from tests.services.conftest import Api, post_docs
+from twotower.index.feedback import FeedbackLog
+from twotower.index.store import ChromaStore
 
 # Debian's chromium through Playwright: `make test-browser` (installs chromium first).
 pytestmark = pytest.mark.browser
@@ -215,4 +218,31 @@ def test_swagger_ui_renders_offline(page: Page, service: str, query_api: Api, in
     expect(page.locator(".opblock").first).to_be_visible()
     path = {"query": "/search", "ingest": "/documents"}[service]
     expect(page.locator(".opblock-summary-path", has_text=path).first).to_be_visible()
+    offline.check()
+
+
+@pytest.mark.usefixtures("indexed")
+def test_a_click_on_a_result_reaches_the_feedback_store(
+    page: Page, query_api: Api, chroma_server: ChromaServer
+) -> None:
+    offline = Offline(page, "127.0.0.1")
+    page.goto(f"{query_api.url}/ui")
+    page.keyboard.type("Where is the Eiffel Tower?")
+    page.keyboard.press("Enter")
+    first = page.locator("#results > li").first
+    expect(first.locator(".doc-id")).to_have_text("ui-eiffel")
+    with page.expect_response(lambda r: r.url.endswith("/feedback")) as answer:
+        first.locator("h2").click()
+    assert answer.value.status == 200
+    stored_id = answer.value.json()["id"]
+    events = FeedbackLog(ChromaStore(chroma_server.host, chroma_server.port, "svc")).events()
+    event = next(e for e in events if e.id == stored_id)
+    assert event.clicked == ("ui-eiffel",) and event.shown[0] == "ui-eiffel"
+    assert event.query == "Where is the Eiffel Tower?" and len(event.shown) >= len(DOCS)
+    # A second click on the same result of the same search is not reported again.
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.url) if r.url.endswith("/feedback") else None)
+    first.locator("h2").click()
+    page.wait_for_timeout(1_000)
+    assert sent == []
     offline.check()

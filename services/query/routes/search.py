@@ -7,7 +7,10 @@ from starlette.concurrency import run_in_threadpool
 
 from services.common.backpressure import ModelRoute
 from services.common.errors import BODY_RESPONSES, described
-from services.query.deps import StateDep
+from services.common.state import ServiceState
+from services.query.config import Settings
+from services.query.deps import FeedbackDep, StateDep
+from services.query.feedback import Feedback
 from services.query.schemas import SearchRequest, SearchResponse
 from services.query.search import search
 
@@ -27,10 +30,16 @@ _RESPONSES = {
 
 
 @router.post("", responses=_RESPONSES, summary="Semantic search")
-async def search_documents(body: SearchRequest, state: StateDep) -> SearchResponse:
+async def search_documents(body: SearchRequest, state: StateDep, feedback: FeedbackDep) -> SearchResponse:
     """Embeds the query with the **query tower** and returns the `k` nearest documents of this model
     version's collection, nearest first (cosine distance; `score` = 1 − distance)."""
     # The search blocks (the model, Chroma): it runs in the thread pool, as a plain `def` endpoint
     # would. Declared `async` so that FastAPI validates the response on the event loop rather than
     # with a second trip through the pool (one thread hop per search instead of two).
-    return await run_in_threadpool(search, state, body)
+    return await run_in_threadpool(_search, state, body, feedback)
+
+
+def _search(state: ServiceState[Settings], body: SearchRequest, feedback: Feedback) -> SearchResponse:
+    response = search(state, body)
+    response.search_id = feedback.search_id(state.store, response)
+    return response

@@ -4,6 +4,7 @@
 
 const SEARCH_URL = new URL("search", document.baseURI);
 const WELCOME_URL = new URL(".", document.baseURI);
+const FEEDBACK_URL = new URL("feedback", document.baseURI);
 const TIMEOUT_MS = 30000;
 const LONG_TEXT = 500; // characters; longer texts start collapsed
 const STOPWORDS = new Set(
@@ -23,6 +24,19 @@ const resultList = $("results");
 const modelVersion = $("model-version");
 
 let inFlight = null;
+
+// A result the user opens (clicks or presses Enter on) is reported once per search, with the
+// search's signed id, as a click: POST /feedback, kept alive so it survives leaving the page.
+function sendClick(searchId, id, reported) {
+  if (!searchId || reported.has(id)) return;
+  reported.add(id);
+  fetch(FEEDBACK_URL, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ search_id: searchId, clicked: [id] }),
+    keepalive: true,
+  }).catch(() => {}); // feedback is best effort: a failure never disturbs the page
+}
 
 function queryTerms(query) {
   const words = query.toLowerCase().match(/[\p{L}\p{N}]+/gu) || [];
@@ -61,7 +75,7 @@ function element(tag, className, text) {
   return node;
 }
 
-function renderHit(hit, rank, pattern) {
+function renderHit(hit, rank, pattern, searchId, reported) {
   const item = element("li", "hit");
   const article = element("article");
   article.tabIndex = 0; // Tab walks from the form through the results
@@ -105,6 +119,10 @@ function renderHit(hit, rank, pattern) {
     whole.append(text);
     article.append(whole);
   }
+  article.addEventListener("click", () => sendClick(searchId, hit.id, reported));
+  article.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && event.target === article) sendClick(searchId, hit.id, reported);
+  });
   item.append(article);
   return item;
 }
@@ -203,7 +221,10 @@ async function search() {
 
 function render(data) {
   const pattern = termPattern(queryTerms(data.query));
-  resultList.replaceChildren(...data.results.map((hit, i) => renderHit(hit, i + 1, pattern)));
+  const reported = new Set();
+  resultList.replaceChildren(
+    ...data.results.map((hit, i) => renderHit(hit, i + 1, pattern, data.search_id, reported)),
+  );
   modelVersion.textContent = data.model_version;
   const count = data.results.length;
   const noun = count === 1 ? "result" : "results";

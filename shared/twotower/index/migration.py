@@ -37,6 +37,7 @@ from twotower.index.documents import (
     is_passage_id,
     passage_ids,
 )
+from twotower.index.feedback import FEEDBACK_COLLECTION
 from twotower.index.passages import PassageConfig
 from twotower.index.serving import (
     INTENTS_COLLECTION,
@@ -398,7 +399,8 @@ class Rollout(_Versions):
         live = set(pointer.versions())
         dropped = []
         for name in self.store.names():
-            if name == POINTER_COLLECTION or name in live:
+            # Search feedback (and its key) belongs to no version: kept.
+            if name == POINTER_COLLECTION or name in live or name.startswith(FEEDBACK_COLLECTION):
                 continue
             if name.startswith(INTENTS_COLLECTION) and name.removeprefix(INTENTS_COLLECTION) in live:
                 continue

@@ -119,8 +119,6 @@ class Feedback:
 
     def check(self, store: ChromaStore, body: FeedbackRequest) -> FeedbackEvent:
         """The event to store; raises FeedbackRefused. Cheap: no request to Chroma once the key is known."""
-        if not (body.clicked or body.relevant or body.not_relevant):
-            raise FeedbackRefused(422, "name at least one id in clicked, relevant or not_relevant")
         try:
             payload, signed_at = self.serializer(store).loads(
                 body.search_id, max_age=self.settings.feedback_max_age_s, return_timestamp=True

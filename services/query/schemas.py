@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from twotower.index.store import MetadataValue
 from twotower.limits import (
@@ -126,6 +126,12 @@ class FeedbackRequest(BaseModel):
     clicked: DocIds = Field(default=[], description="Results the user opened (ids that search returned)")
     relevant: DocIds = Field(default=[], description="Results the user judged relevant")
     not_relevant: DocIds = Field(default=[], description="Results the user judged not relevant")
+
+    @model_validator(mode="after")
+    def names_an_id(self) -> FeedbackRequest:
+        if not (self.clicked or self.relevant or self.not_relevant):
+            raise ValueError("name at least one id in clicked, relevant or not_relevant")
+        return self
 
 
 class FeedbackResponse(BaseModel):

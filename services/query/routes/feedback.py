@@ -37,6 +37,9 @@ async def post_feedback(body: FeedbackRequest, state: StateDep, feedback: Feedba
         feedback.admit()
         return await run_in_threadpool(feedback.accept, state.store, body)
     except FeedbackRefused as exc:
+        detail: object = bounded(exc.detail)
+        if exc.status == 422:  # the shape every 422 of this API has (ValidationErrorBody)
+            detail = [{"type": "value_error", "loc": ["body"], "msg": detail}]
         return JSONResponse(  # type: ignore[return-value]
-            status_code=exc.status, content={"detail": bounded(exc.detail)}, headers=exc.headers
+            status_code=exc.status, content={"detail": detail}, headers=exc.headers
         )

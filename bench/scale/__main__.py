@@ -62,6 +62,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-neighbors", type=int, default=HnswSettings.max_neighbors)
     p.add_argument("--query-workers", type=int, default=2, help="as in docker-compose.yml")
     p.add_argument("--work-dir", type=Path, help="Chroma's data (default <cache>/run, emptied first)")
+    p.add_argument(
+        "--sweep-only",
+        action="store_true",
+        help="only the ef_search sweep, on the collection an earlier run left in --work-dir at the "
+        "largest --sizes (kept, not emptied); JSON only",
+    )
     p.add_argument("--lock", type=Path, help="flock this file during timed phases")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-scale.json")
@@ -108,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     weights, version = Path(meta["weights_dir"]), meta["version"]
     args.version = version
     work = args.work_dir or args.cache / "run"
-    if (work / "chroma").exists():
+    if args.sweep_only:
+        args.no_doc = True
+    elif (work / "chroma").exists():
         import shutil
 
         shutil.rmtree(work / "chroma")
@@ -134,6 +142,16 @@ def main(argv: list[str] | None = None) -> int:
     with running_stack("onnx", weights, work, query_workers=args.query_workers, extra=settings) as stack:
         store = ChromaStore("127.0.0.1", stack.chroma_port, stack.prefix, timeout_s=300, hnsw=hnsw)
         index = DocumentIndex(store, version)
+        if args.sweep_only:
+            size = sizes[-1]
+            if store.count(version) != size:
+                raise SystemExit(f"--sweep-only: {work} holds {store.count(version):,} records, not {size:,}")
+            truth = measure.Truth.of(qvecs, vectors(args.cache, size))
+            with held(args.lock, stack):
+                results["sizes"][str(size)] = {"ef_sweep": ef_sweep(store, stack, texts, truth, args)}
+            save(args, results, began)
+            log.info("wrote %s in %.0f s", args.out, results["duration_s"])
+            return 0
         index.create()
         source = rows(folders(meta["data"]), sizes[-1], args.seed)
         done, last = 0, list[measure.Row]()

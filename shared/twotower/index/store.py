@@ -88,7 +88,7 @@ class HnswSettings:
     and `max_neighbors` (M) shape the graph as it is built and are fixed once the collection exists.
     The defaults are picked by `make bench-scale` (docs/scaling.md)."""
 
-    ef_search: int = 200
+    ef_search: int = 1200
     ef_construction: int = 200
     max_neighbors: int = 32
 

@@ -187,8 +187,10 @@ def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
 
 
 def backfill_key(pointer: Pointer) -> str:
-    """The backfill's name in the shard ledger: one per migration (`started` survives finalizing)."""
-    return f"backfill-{pointer.target}-{pointer.started!r}"
+    """The backfill's name in the shard ledger: one per migration (`started` survives finalizing).
+    Formatted to milliseconds: Chroma may hand a float metadata value back one ulp away from the one
+    written, so the exact repr of a pointer read back can differ from the writer's."""
+    return f"backfill-{pointer.target}-{pointer.started:.3f}"
 
 
 @dataclass(frozen=True)
@@ -274,7 +276,7 @@ class Rollout(_Versions):
         intents.drop()
         DocumentIndex(self.store, target, encoder, config).create()
         intents.create()
-        started = pointer.next(state="migrating", target=target, started=time.time())
+        started = pointer.next(state="migrating", target=target, started=round(time.time(), 3))
         self.pointer.write(started)
         log.info("migrating %s -> %s (epoch %d)", source, target, started.epoch)
         return started

@@ -208,8 +208,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         for batch in bar:
             qids = [p.query_id for p in batch]
             dids = [p.positive_id for p in batch]
-            # Hard negatives of the pairs that have one; for MNRL each is a negative of every query.
-            if cfg.loss == "mnrl" or all(p.negative_id for p in batch):
+            # Hard negatives when every pair has one (qrels: BM25's); from feedback, where a click at
+            # rank 1 has no skipped result above it, those of the pairs that have one (MNRL: each is
+            # a negative of every query in the batch).
+            if all(p.negative_id for p in batch) or (cfg.loss == "mnrl" and cfg.source != "qrels"):
                 dids += [p.negative_id for p in batch if p.negative_id]
             weights = torch.tensor([p.weight for p in batch], device=device)
             q = model.query_tower(embed(qids, queries.__getitem__, query_cache))

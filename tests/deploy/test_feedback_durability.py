@@ -9,6 +9,7 @@ The stack is test_durability's (the compose file's own commands, real processes)
 from __future__ import annotations
 
 import threading
+import time
 from urllib.parse import urlsplit
 
 import httpx
@@ -40,7 +41,12 @@ def send(http: httpx.Client, procs: Processes, answer: dict[str, object], rank: 
     results = answer["results"]
     assert isinstance(results, list)
     body = {"search_id": answer["search_id"], "clicked": [results[rank]["id"]]}
-    return http.post(f"{procs.urls['query']}/feedback", json=body)
+    for _ in range(100):  # a client that honours the rate limit (QUERY_FEEDBACK_RATE_PER_S: 429)
+        response = http.post(f"{procs.urls['query']}/feedback", json=body)
+        if response.status_code != 429:
+            return response
+        time.sleep(float(response.headers.get("Retry-After") or 0.25))
+    return response
 
 
 def stored_ids(procs: Processes) -> set[str]:

@@ -40,8 +40,8 @@ from twotower.registry import latest_version
 
 log = logging.getLogger("bench.feedback_sim")
 # Cheap enough for two noise levels on a CPU (training/feedback.py, docs/training.md): the heads on
-# the frozen backbone, 5 epochs, WiSE 0.3.
-DEFAULT_RECIPE = "--no-train-backbone --epochs 5 --wise-ratio 0.3"
+# the frozen backbone, 5 epochs, WiSE 0.4; a click counts once two searches of its query repeat it.
+DEFAULT_RECIPE = "--no-train-backbone --epochs 5 --wise-ratio 0.4 --min-clicks 2"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -52,7 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--p-relevant", type=float, default=0.9, help="click probability on a relevant one")
     p.add_argument("--eta", type=float, default=1.0, help="examination at rank r: (1/r)^eta")
     p.add_argument("--k", type=int, default=10, help="results shown per search")
-    p.add_argument("--sessions", type=int, default=2, help="searches of each train query per noise level")
+    p.add_argument("--sessions", type=int, default=8, help="searches of each train query per noise level")
     p.add_argument("--recipe", default=DEFAULT_RECIPE, help="make train ARGS besides the feedback source")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "feedback-sim.json")

@@ -17,9 +17,17 @@ than the rest. Two rules handle it:
   deeper a click the likelier it is noise; unclipped weights multiply exactly those. A first run
   with weights up to 10 lost validation nDCG@10 from the first epoch on.
 
+* **Positives need repeated clicks.** Some clicks land on results that are not relevant (curiosity,
+  a misleading title). One search cannot tell them apart, but the searches of a query can: a
+  relevant result is clicked again whenever it is looked at, a stray click rarely repeats. So a
+  clicked result is a positive only when `min_clicks` different searches of the query clicked it
+  (default 2); an explicit `relevant` judgement is enough on its own. A result clicked fewer times
+  is neither positive nor negative. A query searched once therefore trains only through explicit
+  judgements: set `min_clicks` to 1 where queries rarely repeat and clicks are trusted.
+
 Searches of the same query text (exact, after whitespace trimming) are one training query: its
-positives are every clicked or judged-relevant result, its negatives the skip-above and
-not-relevant results that are never a positive of it. Validation is held out by time: the queries
+positives are the results that pass the rule above, its negatives the skip-above and not-relevant
+results that were never clicked or judged relevant for it. Validation is held out by time: the queries
 whose last search is the most recent `val_fraction`. Document texts are read from the served
 collection by id; documents deleted since are skipped.
 """
@@ -99,10 +107,15 @@ def query_id(text: str) -> str:
 
 
 def build(
-    searches: list[Search], val_fraction: float, eta: float = 1.0, max_weight: float = 2.0
+    searches: list[Search],
+    val_fraction: float,
+    eta: float = 1.0,
+    max_weight: float = 2.0,
+    min_clicks: int = 2,
 ) -> FeedbackData:
     """Training and validation data from merged searches (oldest first); no texts needed."""
-    positives: dict[str, dict[str, float]] = defaultdict(dict)
+    weight: dict[str, dict[str, float]] = defaultdict(dict)  # summed over the searches that clicked
+    clicks: dict[str, dict[str, int]] = defaultdict(dict)  # searches that clicked it (judged: min_clicks)
     negatives: dict[str, list[str]] = defaultdict(list)
     shown: dict[str, set[str]] = defaultdict(set)
     last: dict[str, float] = {}
@@ -112,9 +125,14 @@ def build(
         texts[q], last[q] = s.query, max(last.get(q, 0.0), s.at)
         pos, neg = judgements(s, eta, max_weight)
         for d, w in pos.items():
-            positives[q][d] = positives[q].get(d, 0.0) + w  # a result clicked in several searches counts each
+            weight[q][d] = weight[q].get(d, 0.0) + w  # a result clicked in several searches counts each
+            judged_relevant = d in s.relevant and d not in s.not_relevant
+            clicks[q][d] = (
+                max(min_clicks, clicks[q].get(d, 0)) if judged_relevant else clicks[q].get(d, 0) + 1
+            )
         negatives[q].extend(d for d in neg if d not in negatives[q])
         shown[q].update(s.shown)
+    positives = {q: {d: w for d, w in weight[q].items() if clicks[q][d] >= min_clicks} for q in weight}
     judged = sorted((q for q in positives if positives[q]), key=lambda q: (last[q], q))
     n_val = round(len(judged) * val_fraction)
     val, train = judged[len(judged) - n_val :], judged[: len(judged) - n_val]
@@ -125,7 +143,7 @@ def build(
         queries={q: texts[q] for q in judged},
         train_qrels={q: dict.fromkeys(positives[q], 1) for q in train},
         val_qrels={q: dict.fromkeys(positives[q], 1) for q in val},
-        negatives={q: [d for d in negatives[q] if d not in positives[q]] for q in train},
+        negatives={q: [d for d in negatives[q] if d not in weight[q]] for q in train},
         weights={(q, d): w / mean for q in train for d, w in positives[q].items()},
         val_pool=sorted({d for q in val for d in shown[q] | set(positives[q])}),
         searches=len(searches),
@@ -159,11 +177,12 @@ def load(
     val_fraction: float,
     eta: float,
     max_weight: float,
+    min_clicks: int,
 ) -> tuple[FeedbackData, dict[str, BeirDoc]]:
     """The stored feedback as training data, with the texts of the documents it names, read from
     the collection of the version served now."""
     events = FeedbackLog(store).events(since, until)
-    data = build(merge(events), val_fraction, eta, max_weight)
+    data = build(merge(events), val_fraction, eta, max_weight, min_clicks)
     pointer = ServingPointer(store).read()
     if pointer is None:
         raise RuntimeError("no serving pointer in Chroma: nothing is served, so no documents to read")

@@ -57,6 +57,7 @@ def load_data(cfg: TrainConfig) -> Data:
             val_fraction=cfg.val_fraction,
             eta=cfg.propensity_eta,
             max_weight=cfg.max_weight,
+            min_clicks=cfg.min_clicks,
         )
         known = {**fb.train_qrels, **fb.val_qrels}
         parts.append(

@@ -61,6 +61,7 @@ class TrainConfig:
     feedback_until: float = 0.0  # unix time: feedback stored from then on is not read (0 = now)
     propensity_eta: float = 1.0  # examination model: P(examined at rank r) = (1/r)^eta
     max_weight: float = 2.0  # inverse-propensity weights are clipped here (variance, noise: feedback.py)
+    min_clicks: int = 2  # a clicked result is a positive once this many searches of its query clicked it
     select: str = (
         "auto"  # which epoch to publish: val (best val nDCG@10) | last | auto (val for qrels, else last)
     )

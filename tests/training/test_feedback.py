@@ -74,7 +74,7 @@ def test_build_time_split_weights_and_negatives() -> None:
             event("s5", "nothing", 5, ()),  # no click: no training query
         ]
     )
-    data = build(searches, val_fraction=0.34, eta=1.0, max_weight=10)
+    data = build(searches, val_fraction=0.34, eta=1.0, max_weight=10, min_clicks=1)
     tea, coffee, bikes = query_id("tea"), query_id("coffee"), query_id("bikes")
     assert set(data.train_qrels) == {tea, coffee} and set(data.val_qrels) == {bikes}
     assert data.train_qrels[tea] == {"a": 1, "c": 1}
@@ -86,6 +86,27 @@ def test_build_time_split_weights_and_negatives() -> None:
     assert sorted((p.query_id, p.positive_id, p.weight) for p in pairs) == sorted(
         [(tea, "a", 0.5), (tea, "c", 1.5), (coffee, "b", 1.0)]
     )
+
+
+def test_a_click_becomes_a_positive_once_enough_searches_of_the_query_repeat_it() -> None:
+    def search(at: float, clicked: set[str], **judged: set[str]) -> Search:
+        return Search("tea", at, SHOWN, clicked=clicked, **judged)
+
+    searches = [
+        search(1, {"a"}),
+        search(2, {"a", "d"}),  # "d": a stray click, never repeated
+        search(3, {"c"}, relevant={"e"}),  # "e": judged relevant once, which is enough
+        search(4, {"c"}),
+    ]
+    data = build(searches, val_fraction=0.0, eta=1.0, max_weight=10, min_clicks=2)
+    tea = query_id("tea")
+    assert data.train_qrels[tea] == {"a": 1, "c": 1, "e": 1}
+    # Clicked once is neither a positive nor a negative; "b" was passed over above clicks.
+    assert data.negatives[tea] == ["b"]
+    # Weights sum over the clicking searches (a: 1 + 1, c: 3 + 3, e: 1), normalised to mean 1.
+    assert data.weights[(tea, "c")] == pytest.approx(3 * data.weights[(tea, "a")])
+    assert data.weights[(tea, "e")] == pytest.approx(data.weights[(tea, "a")] / 2)
+    assert build(searches[:2], val_fraction=0.0, min_clicks=3).train_qrels == {}
 
 
 def test_weighted_mnrl_counts_each_pair_by_its_weight() -> None:

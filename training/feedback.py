@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -115,7 +115,8 @@ def build(
 ) -> FeedbackData:
     """Training and validation data from merged searches (oldest first); no texts needed."""
     weight: dict[str, dict[str, float]] = defaultdict(dict)  # summed over the searches that clicked
-    clicks: dict[str, dict[str, int]] = defaultdict(dict)  # searches that clicked it (judged: min_clicks)
+    clicks: dict[str, Counter[str]] = defaultdict(Counter)  # how many searches clicked it
+    relevant: dict[str, set[str]] = defaultdict(set)  # judged relevant: a positive at once
     negatives: dict[str, list[str]] = defaultdict(list)
     shown: dict[str, set[str]] = defaultdict(set)
     last: dict[str, float] = {}
@@ -126,13 +127,16 @@ def build(
         pos, neg = judgements(s, eta, max_weight)
         for d, w in pos.items():
             weight[q][d] = weight[q].get(d, 0.0) + w  # a result clicked in several searches counts each
-            judged_relevant = d in s.relevant and d not in s.not_relevant
-            clicks[q][d] = (
-                max(min_clicks, clicks[q].get(d, 0)) if judged_relevant else clicks[q].get(d, 0) + 1
-            )
+            if d in s.relevant:
+                relevant[q].add(d)
+            else:
+                clicks[q][d] += 1
         negatives[q].extend(d for d in neg if d not in negatives[q])
         shown[q].update(s.shown)
-    positives = {q: {d: w for d, w in weight[q].items() if clicks[q][d] >= min_clicks} for q in weight}
+    positives = {
+        q: {d: w for d, w in weight[q].items() if d in relevant[q] or clicks[q][d] >= min_clicks}
+        for q in weight
+    }
     judged = sorted((q for q in positives if positives[q]), key=lambda q: (last[q], q))
     n_val = round(len(judged) * val_fraction)
     val, train = judged[len(judged) - n_val :], judged[: len(judged) - n_val]

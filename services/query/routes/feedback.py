@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from services.common.errors import BODY_RESPONSES, bounded, described
+from services.common.errors import BODY_RESPONSES, bounded, described, validation_error
 from services.query.deps import FeedbackDep, StateDep
 from services.query.feedback import FeedbackRefused
 from services.query.schemas import FeedbackRequest, FeedbackResponse
@@ -32,14 +32,13 @@ _RESPONSES = {
 async def post_feedback(body: FeedbackRequest, state: StateDep, feedback: FeedbackDep) -> FeedbackResponse:
     """Records which results of the search named by `search_id` were clicked, or judged relevant or
     not. Every id must be one that search returned (else 422). A 200 means the event is stored
-    durably (Chroma acknowledged the write); training reads it (`make train ARGS="--feedback ..."`)."""
+    durably (Chroma acknowledged the write); training reads it (`make train ARGS="--source feedback"`)."""
     try:
         feedback.admit()
         return await run_in_threadpool(feedback.accept, state.store, body)
     except FeedbackRefused as exc:
-        detail: object = bounded(exc.detail)
         if exc.status == 422:  # the shape every 422 of this API has (ValidationErrorBody)
-            detail = [{"type": "value_error", "loc": ["body"], "msg": detail}]
+            return validation_error([{"type": "value_error", "loc": ["body"], "msg": exc.detail}])  # type: ignore[return-value]
         return JSONResponse(  # type: ignore[return-value]
-            status_code=exc.status, content={"detail": detail}, headers=exc.headers
+            status_code=exc.status, content={"detail": bounded(exc.detail)}, headers=exc.headers
         )

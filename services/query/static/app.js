@@ -17,7 +17,6 @@ const form = $("search-form");
 const queryInput = $("query");
 const kInput = $("k");
 const modeSelect = $("mode");
-const button = $("search-button");
 const errorBox = $("error");
 const statusLine = $("status");
 const resultList = $("results");
@@ -172,7 +171,6 @@ async function search() {
   const controller = new AbortController();
   inFlight = controller;
   const timer = setTimeout(() => controller.abort(), TIMEOUT_MS);
-  button.disabled = true;
   form.setAttribute("aria-busy", "true");
   statusLine.textContent = "Searching…";
   clearError();
@@ -213,7 +211,6 @@ async function search() {
     clearTimeout(timer);
     if (controller === inFlight) {
       inFlight = null;
-      button.disabled = false;
       form.removeAttribute("aria-busy");
     }
   }

@@ -3,11 +3,12 @@ while a writer posts, updates and deletes and a client searches, on a stack of i
 
 1. `--n` rows of bench.corpus (short real sentences) are imported with `python -m ops.bulk_import`
    (niced, as the command is: a load, not a timed phase; `--phase load` does only this, and `--phase run` the rest on
-   it), into version A of a weights folder holding A and B, on a fresh stack;
+   it), into version A of a weights folder holding A and B, on a fresh stack; the loaded stack is
+   kept (`<work>/loaded`), and every run starts from a copy of it;
 2. one search client alone for `--idle` s: /search latency idle; then with the writer alone;
 3. `python -m ops.rollout B --workers 1` under the writer and the search client, then back to A with
-   `--workers 2`: the rollout's time, its backfill's rate (its own summary line) and /search
-   latency while it ran;
+   `--workers 2` (`--workers`: one rollout per number, `--max-docs-per-s`: their rate cap): the
+   rollout's time, its backfill's rate (its own summary line) and /search latency while it ran;
 4. after each rollout, every document the writer touched is read back from the version now served
    (GET /documents/{id}: its last acknowledged text, or 404 after a delete) and /stats must count
    the corpus plus the writer's new documents less its deletes.
@@ -81,6 +82,7 @@ class Traffic:
         self.stack, self.ids, self.texts, self.questions, self.rate = stack, ids, texts, questions, rate
         self.rng = random.Random(11)
         self.expected: dict[str, str | None] = {}  # acknowledged: text, or None (deleted)
+        self.existed: dict[str, bool] = {}  # whether each touched id was stored before its first write
         self.unsettled: set[str] = set()  # last write refused (503 while finalizing): either outcome
         self.searches: list[tuple[float, float]] = []  # (when, ms)
         self.search_errors: list[str] = []
@@ -113,6 +115,8 @@ class Traffic:
     def _write_one(self, http: httpx.Client) -> None:
         self._n += 1
         doc_id = self.rng.choice(self.ids) if self.rng.random() < 0.7 else f"bulk-new-{self._n}"
+        if doc_id not in self.existed:  # an earlier run on this stack may have written or deleted it
+            self.existed[doc_id] = http.get(f"/documents/{doc_id}").status_code == 200
         text = f"{self.rng.choice(self.texts)} (update {self._n})"
         delete = self.rng.random() < 0.25 and self.expected.get(doc_id, "") is not None
         if delete:
@@ -176,8 +180,8 @@ def ops(module: str, stack: Stack, weights: Path, *args: str) -> tuple[float, st
 
 def check(stack: Stack, traffic: Traffic, before: int) -> dict[str, Any]:
     """Every touched document as acknowledged in the version now served, and /stats' count: the
-    `before` documents of the import, plus the writer's new ones, less its deletes (the writer waits
-    meanwhile)."""
+    `before` documents counted when the run began, plus those the writer stored that were not there
+    before its first write, less those it deleted (the writer waits meanwhile)."""
     with traffic.lock:
         return _check(stack, traffic, before)
 
@@ -193,10 +197,12 @@ def _check(stack: Stack, traffic: Traffic, before: int) -> dict[str, Any]:
             if got != text:
                 wrong.append(doc_id)
         stats = http.get("/stats").json()
-    imported = set(traffic.ids)
-    added = sum(1 for i, t in traffic.expected.items() if t is not None and i not in imported)
-    deleted = sum(1 for i, t in traffic.expected.items() if t is None and i in imported)
-    expected = before + added - deleted
+    # Each settled document counts as it is now less as it was before the writer first touched it.
+    expected = before + sum(
+        (text is not None) - traffic.existed[doc_id]
+        for doc_id, text in traffic.expected.items()
+        if doc_id not in traffic.unsettled
+    )
     count_ok = abs(stats["count"] - expected) <= len(traffic.unsettled)
     return {
         "writes_acknowledged": traffic.writes,
@@ -210,10 +216,11 @@ def _check(stack: Stack, traffic: Traffic, before: int) -> dict[str, Any]:
 
 
 def rollout(
-    stack: Stack, weights: Path, traffic: Traffic, target: str, workers: int, before: int
+    stack: Stack, weights: Path, traffic: Traffic, target: str, workers: int, before: int, per_s: float
 ) -> dict[str, Any]:
     start = time.monotonic()
-    seconds, out = ops("ops.rollout", stack, weights, target, "--workers", str(workers))
+    argv = [target, "--workers", str(workers), "--max-docs-per-s", str(per_s)]
+    seconds, out = ops("ops.rollout", stack, weights, *argv)
     end = time.monotonic()
     time.sleep(3)  # the services switch within their pointer poll
     found = SUMMARY.search(out)
@@ -222,6 +229,7 @@ def rollout(
     return {
         "target": target,
         "workers": workers,
+        "max_docs_per_s": per_s,
         "seconds": round(seconds, 1),
         "backfill_records": int(records),
         "shards": int(shards),
@@ -239,6 +247,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights-dir", type=Path, default=ROOT / "weights")
     p.add_argument("--idle", type=float, default=60, help="seconds of searches before the rollouts")
     p.add_argument("--write-rate", type=float, default=4, help="writes per second during the rollouts")
+    p.add_argument(
+        "--workers",
+        default="1,2",
+        help="worker processes of each rollout, one rollout per number (A->B->A...)",
+    )
+    p.add_argument("--max-docs-per-s", type=float, default=0, help="the rollouts' rate cap (0: none)")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder holding scifact/ and npl/")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "bulk.json")
     p.add_argument(
@@ -266,16 +280,21 @@ def main(argv: list[str] | None = None) -> int:
     extra = {"INGEST_API_KEY": KEY, "INGEST_MODEL_VERSION": a, "QUERY_MODEL_VERSION": a}
     extra |= {"INGEST_POINTER_POLL_S": "1", "QUERY_POINTER_POLL_S": "1"}
     marker = args.work / "stack" / "loaded.json"
-    if args.phase == "load" or not marker.exists() or json.loads(marker.read_text()).get("used"):
+    # The run changes the stack (the writer, the rollouts): it runs on a copy of the loaded one.
+    loaded = args.work / "loaded"
+    if args.phase == "load" or not (loaded / "loaded.json").exists():
         shutil.rmtree(args.work / "stack", ignore_errors=True)
         with running_stack("onnx", weights, args.work / "stack", extra=extra) as stack:
             seconds, out = ops("ops.bulk_import", stack, weights, "--corpus", str(corpus))
         marker.write_text(json.dumps({"seconds": round(seconds, 1), "summary": out.strip().splitlines()[-1]}))
         log.info("import: %s", marker.read_text())
+        shutil.rmtree(loaded, ignore_errors=True)
+        shutil.copytree(args.work / "stack", loaded, symlinks=True)
         if args.phase == "load":
             return 0
+    shutil.rmtree(args.work / "stack", ignore_errors=True)
+    shutil.copytree(loaded, args.work / "stack", symlinks=True)
     report["import"] = json.loads(marker.read_text())
-    marker.write_text(json.dumps({**report["import"], "used": True}))  # the writer changes it now
     with running_stack("onnx", weights, args.work / "stack", extra=extra) as stack:
         stats = httpx.get(f"{stack.ingest.url}/stats", timeout=30).json()
         first, second = (b, a) if stats["model_version"] == a else (a, b)
@@ -288,9 +307,10 @@ def main(argv: list[str] | None = None) -> int:
             start = time.monotonic()
             time.sleep(args.idle)
             report["search_with_writer"] = traffic.latencies(start, time.monotonic())
+            targets = [first, second]
             report["rollouts"] = [
-                rollout(stack, weights, traffic, first, 1, stats["count"]),
-                rollout(stack, weights, traffic, second, 2, stats["count"]),
+                rollout(stack, weights, traffic, targets[i % 2], int(n), stats["count"], args.max_docs_per_s)
+                for i, n in enumerate(args.workers.split(","))
             ]
         report["search_errors"] = len(traffic.search_errors)
         report["search_error_samples"] = traffic.search_errors[:5]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from ops.rollout import add_bulk_args, fanout
+from ops.rollout import add_bulk_args, batch_size, fanout
 from twotower.corpus import open_corpus
 from twotower.index import bulk
 from twotower.index.importing import ImportJob, import_key
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace, store: ChromaStore) -> str:
     pointer = ServingPointer(store).read()
     if pointer is None:
         raise StoreUnavailable("no serving pointer: start the services first (they create it), then import")
-    job = ImportJob(args.corpus, import_key(args.corpus), args.batch_size)
+    job = ImportJob(args.corpus, import_key(args.corpus), batch_size(args))
     if args.restart:
         bulk.Ledger(store, job.key).clear()
     plan = fanout(args, only=() if args.shard is None else (args.shard,))

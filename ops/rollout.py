@@ -15,7 +15,7 @@ seconds, without a restart. Killed half-way, running it again resumes.
 
 The backfill is a sharded job (twotower.index.bulk): `--workers` processes here (default: one per
 core; one on a GPU), or one pod per shard (deploy/k8s/backfill-job.yaml), below search's priority
-(`--nice`) and, with `--max-docs-per-s`, at a capped rate. `python -m ops.bulk_import` shares the
+(`--nice`, and Linux's SCHED_IDLE) and, with `--max-docs-per-s`, at a capped rate. `python -m ops.bulk_import` shares the
 options below the first group.
 """
 
@@ -91,7 +91,12 @@ def add_bulk_args(parser: argparse.ArgumentParser) -> None:
         "--onnx-backend", choices=["auto", "onnxruntime", "openvino"], default=backend, help=shown
     )
     embedding.add_argument("--device", default=None)
-    parser.add_argument("--batch-size", type=int, default=64, help="documents embedded per step")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help=f"documents embedded per step (default: {bulk.CPU_BATCH}; {bulk.GPU_BATCH} on a GPU)",
+    )
     fan = parser.add_argument_group("fanning out (twotower.index.bulk)")
     fan.add_argument("--workers", type=int, default=0, help="processes (default: one per core; 1 on a GPU)")
     fan.add_argument(
@@ -107,16 +112,25 @@ def add_bulk_args(parser: argparse.ArgumentParser) -> None:
         "--nice",
         type=int,
         default=10,
-        help="niceness added to this process and its workers (search keeps priority)",
+        help="niceness added to this process and its workers; the embedding also runs as SCHED_IDLE "
+        "where Linux grants it (search keeps priority)",
     )
     parser.add_argument("--passage-tokens", type=int, default=PassageConfig.tokens)
     parser.add_argument("--passage-overlap", type=int, default=PassageConfig.overlap)
 
 
+def _gpu(args: argparse.Namespace) -> bool:
+    return bool(args.device and args.device.startswith("cuda"))
+
+
+def batch_size(args: argparse.Namespace) -> int:
+    return args.batch_size or (bulk.GPU_BATCH if _gpu(args) else bulk.CPU_BATCH)
+
+
 def fanout(args: argparse.Namespace, only: tuple[int, ...] = ()) -> bulk.Fanout:
     """The `Fanout` the arguments ask for; lowers this process's priority (the workers inherit it)."""
     os.nice(args.nice)
-    gpu = bool(args.device and args.device.startswith("cuda"))
+    gpu = _gpu(args)
     workers = 1 if only else args.workers or (1 if gpu else available_cpus())
     setup = bulk.Setup(
         args.chroma_host,
@@ -175,7 +189,7 @@ def rollout(args: argparse.Namespace, store: ChromaStore) -> str:
     started = time.monotonic()
     if args.shard is not None:
         # A pod of the Indexed Job: joins the migration under way (backfill refuses when none is).
-        plan.backfill(args.batch_size, fanout=fanout(args, only=(args.shard,)))
+        plan.backfill(batch_size(args), fanout=fanout(args, only=(args.shard,)))
         return f"shard {args.shard} of the backfill to {args.version} done"
     served = plan.read()
     if served is not None and not served.migrating and store.exists(served.version):
@@ -187,7 +201,7 @@ def rollout(args: argparse.Namespace, store: ChromaStore) -> str:
     if args.begin:
         return f"migrating {pointer.version} -> {pointer.target}: backfill it (--shard), then run this again"
     if pointer.state == "migrating":
-        copied = plan.backfill(args.batch_size, fanout=fanout(args))
+        copied = plan.backfill(batch_size(args), fanout=fanout(args))
     else:
         copied = Progress(pointer.target, 0, 0)
     promoted = plan.finalize()

@@ -5,7 +5,10 @@ redoing finished shards, an import never replaces a newer write, and a rate cap 
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -154,3 +157,29 @@ def test_the_rate_cap_holds(
     started = time.monotonic()
     free(1_000_000)
     assert time.monotonic() - started < 0.1
+
+
+IDLE_PROBE = """
+import os, subprocess, sys, threading
+from twotower.index import bulk
+seen = {}
+def probe():
+    seen["thread"] = os.sched_getscheduler(0)
+with bulk.idle_priority():
+    t = threading.Thread(target=probe)
+    t.start()
+    t.join()
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.sched_getscheduler(0))"], capture_output=True, text=True
+    )
+    seen["child"] = int(child.stdout)
+seen["after"] = os.sched_getscheduler(0)
+print(seen["thread"] == os.SCHED_IDLE, seen["child"] == os.SCHED_IDLE, seen["after"] == os.SCHED_OTHER)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+def test_bulk_work_runs_at_idle_priority_and_what_follows_does_not() -> None:
+    # In a process of its own: the policy is the test process's otherwise.
+    done = subprocess.run([sys.executable, "-c", IDLE_PROBE], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["True", "True", "True"], done.stderr

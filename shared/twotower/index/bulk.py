@@ -15,8 +15,8 @@ embeds and stores documents. Its work is cut into `shards` by a stable hash of e
 
 Nothing holds every id of a job: the backfill pages through the served collection (`scan_ids`), an
 import streams its file, and each shard keeps what falls in it, a batch at a time. The work runs
-below search's priority (the commands renice themselves; workers inherit it) and `max_docs_per_s`
-caps its rate.
+below search's priority (the commands renice themselves, and `idle_priority`), in
+small batches on a CPU (`CPU_BATCH`), and `max_docs_per_s` caps its rate.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import functools
 import hashlib
 import logging
 import multiprocessing
+import os
 import queue
 import time
 from collections.abc import Callable, Iterator
@@ -45,6 +46,11 @@ log = logging.getLogger(__name__)
 
 PAGE = 1000  # ids per read when paging through a collection
 SHARDS_PER_WORKER = 4  # a first run's default: a slow shard at the end leaves the others' workers idle less
+# Documents per step. On a CPU a small step keeps each of Chroma's index writes short next to the
+# searches it answers, at the same rate (docs/scaling.md: search p99 during a backfill); a GPU
+# wants large batches.
+CPU_BATCH = 16
+GPU_BATCH = 512
 Advance = Callable[[int], None]
 
 
@@ -199,6 +205,29 @@ class Summary:
         )
 
 
+@contextlib.contextmanager
+def idle_priority() -> Iterator[None]:
+    """Run the work inside under Linux's SCHED_IDLE policy (CPU time only when no other process
+    wants it, so a search preempts it at once): this thread, and the threads and worker processes it
+    starts meanwhile. The policy before is restored after, where the OS allows it: what follows a
+    backfill (finalizing a rollout) holds writes and must not wait behind searches. Elsewhere
+    (not Linux, or refused) the work runs at its niceness alone."""
+    try:
+        before = os.sched_getscheduler(0)
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError) as exc:
+        log.info("SCHED_IDLE not available (%s): the work runs at its niceness alone", exc)
+        yield
+        return
+    try:
+        yield
+    finally:
+        try:
+            os.sched_setscheduler(0, before, os.sched_param(0))
+        except OSError as exc:
+            log.warning("could not leave SCHED_IDLE (%s): what follows runs at idle priority", exc)
+
+
 class Throttle:
     """Sleeps in `__call__(n)` as needed to keep the average at `per_s` (0: never)."""
 
@@ -251,27 +280,36 @@ def run(
             if on_progress:
                 on_progress(bar.n)
 
-        if fanout.workers <= 1 or len(todo) <= 1:
-            count = sum(run_shard(job, ctx, s, shards, advance, fanout.max_docs_per_s) for s in todo)
-        else:
-            count = _fan_out(job, shards, todo, fanout, advance)
+        with idle_priority():
+            if fanout.workers <= 1 or len(todo) <= 1:
+                count = sum(run_shard(job, ctx, s, shards, advance, fanout.max_docs_per_s) for s in todo)
+            else:
+                count = _fan_out(job, shards, todo, fanout, advance)
     return Summary(job.key, job.unit, shards, len(todo), len(finished), count, time.monotonic() - started)
 
 
-# A worker process's Context, progress queue and rate: set once by its pool's initializer.
-_worker: tuple[Context, multiprocessing.Queue[int], float] | None = None
+# A worker process's Context, progress queue, rate and parent: set once by its pool's initializer.
+_worker: tuple[Context, multiprocessing.Queue[int], float, int] | None = None
 
 
 def _start_worker(setup: Setup, progress: multiprocessing.Queue[int], per_s: float) -> None:
     global _worker
     logging.basicConfig(level=logging.WARNING)
-    _worker = (setup.open(), progress, per_s)
+    _worker = (setup.open(), progress, per_s, os.getppid())
 
 
 def _run_in_worker(job: ShardJob, shard: int, shards: int) -> int:
     assert _worker is not None, "runs in a pool started by _fan_out"
-    ctx, progress, per_s = _worker
-    return run_shard(job, ctx, shard, shards, progress.put, per_s)
+    ctx, progress, per_s, parent = _worker
+
+    def advance(n: int) -> None:
+        # The command was killed (not the process group: a `kill` of its pid): stop with it
+        # rather than embed on, unseen; its shard is unfinished, and the next run redoes it.
+        if os.getppid() != parent:
+            raise SystemExit(f"{job.key}: the command that started this worker is gone")
+        progress.put(n)
+
+    return run_shard(job, ctx, shard, shards, advance, per_s)
 
 
 def _fan_out(job: ShardJob, shards: int, todo: list[int], fanout: Fanout, advance: Advance) -> int:

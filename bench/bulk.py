@@ -8,7 +8,9 @@ while a writer posts, updates and deletes and a client searches, on a stack of i
 2. one search client alone for `--idle` s: /search latency idle; then with the writer alone;
 3. `python -m ops.rollout B --workers 1` under the writer and the search client, then back to A with
    `--workers 2` (`--workers`: one rollout per number, `--max-docs-per-s`: their rate cap): the
-   rollout's time, its backfill's rate (its own summary line) and /search latency while it ran;
+   rollout's time, its backfill's rate (its own summary line), /search latency while it ran, and
+   the cores each part kept busy (Chroma, the two services, the rollout command and its workers,
+   this benchmark's clients), as in the idle and writer-alone windows;
 4. after each rollout, every document the writer touched is read back from the version now served
    (GET /documents/{id}: its last acknowledged text, or 404 after a delete) and /stats must count
    the corpus plus the writer's new documents less its deletes.
@@ -26,6 +28,7 @@ import os
 import platform
 import random
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -158,6 +161,35 @@ def cpu_name() -> str:
     return platform.machine()
 
 
+class Cores:
+    """CPU time of the stack's processes, of this process (the writer and the search client) and
+    of the ops commands it ran and waited for, as cores busy between `start()` and `busy()`."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.start()
+
+    def _now(self) -> dict[str, float]:
+        own, commands = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return {
+            "chroma": self.stack.chroma.cpu_seconds(),
+            "query": self.stack.query.cpu_seconds(),
+            "ingest": self.stack.ingest.cpu_seconds(),
+            "ops_command": commands.ru_utime + commands.ru_stime,
+            "bench_clients": own.ru_utime + own.ru_stime,
+            "at": time.monotonic(),
+        }
+
+    def start(self) -> None:
+        self.began = self._now()
+
+    def busy(self) -> dict[str, float]:
+        now, began = self._now(), self.began
+        wall = now["at"] - began["at"]
+        cores = {k: round((now[k] - began[k]) / wall, 3) for k in now if k != "at"}
+        return {**cores, "total": round(sum(cores.values()), 3)}
+
+
 def ops(module: str, stack: Stack, weights: Path, *args: str) -> tuple[float, str]:
     """Run an ops command against the stack (it lowers its own priority: --nice 10); its wall time
     and its log."""
@@ -219,9 +251,11 @@ def rollout(
     stack: Stack, weights: Path, traffic: Traffic, target: str, workers: int, before: int, per_s: float
 ) -> dict[str, Any]:
     start = time.monotonic()
+    cores = Cores(stack)
     argv = [target, "--workers", str(workers), "--max-docs-per-s", str(per_s)]
     seconds, out = ops("ops.rollout", stack, weights, *argv)
     end = time.monotonic()
+    busy = cores.busy()
     time.sleep(3)  # the services switch within their pointer poll
     found = SUMMARY.search(out)
     assert found, out[-2000:]
@@ -236,6 +270,7 @@ def rollout(
         "backfill_s": float(backfill_s),
         "backfill_records_per_s": float(rate),
         "search_during": traffic.latencies(start, end),
+        "cores_busy": busy,
         "check": check(stack, traffic, before),
     }
 
@@ -300,13 +335,16 @@ def main(argv: list[str] | None = None) -> int:
         first, second = (b, a) if stats["model_version"] == a else (a, b)
         texts = [r["text"] for r in rows[:2000]]
         with Traffic(stack, sorted(ids)[:5000], texts, questions, args.write_rate) as traffic:
-            start = time.monotonic()
+            start, cores = time.monotonic(), Cores(stack)
             time.sleep(args.idle)
             report["search_idle"] = traffic.latencies(start, time.monotonic())
+            report["cores_busy_idle"] = cores.busy()
             traffic.writing.set()
             start = time.monotonic()
+            cores.start()
             time.sleep(args.idle)
             report["search_with_writer"] = traffic.latencies(start, time.monotonic())
+            report["cores_busy_with_writer"] = cores.busy()
             targets = [first, second]
             report["rollouts"] = [
                 rollout(stack, weights, traffic, targets[i % 2], int(n), stats["count"], args.max_docs_per_s)

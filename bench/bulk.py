@@ -148,9 +148,15 @@ class Traffic:
                 else:
                     self.searches.append((time.monotonic(), 1000 * (time.perf_counter() - started)))
 
-    def latencies(self, start: float, end: float) -> dict[str, float]:
-        return {"searches": sum(1 for t, _ in self.searches if start <= t <= end)} | percentiles(
-            [ms for t, ms in self.searches if start <= t <= end]
+    def latencies(self, start: float, end: float) -> dict[str, Any]:
+        """Percentiles of the searches that ended in [start, end], and when the slowest 3 began
+        (seconds into the window), to place a stall in time."""
+        window = [(t, ms) for t, ms in self.searches if start <= t <= end]
+        slowest = sorted(window, key=lambda s: -s[1])[:3]
+        return (
+            {"searches": len(window)}
+            | percentiles([ms for _, ms in window])
+            | {"slowest_began_at_s": [[round(t - ms / 1000 - start, 1), round(ms, 1)] for t, ms in slowest]}
         )
 
 
